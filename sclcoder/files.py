@@ -1,0 +1,154 @@
+"""File helpers shared by every command: outputs never half-write, JSONL errors name file and line."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from sclcoder.errors import SclError, Skips
+
+
+def require_file(path: str | os.PathLike[str], what: str = "file") -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise SclError(f"{what} not found", path=p)
+    if not p.is_file():
+        raise SclError(f"{what} is not a regular file", path=p)
+    return p
+
+
+def require_dir(path: str | os.PathLike[str], what: str = "directory") -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise SclError(f"{what} not found", path=p)
+    if not p.is_dir():
+        raise SclError(f"{what} is not a directory", path=p)
+    return p
+
+
+@contextlib.contextmanager
+def atomic_open(
+    path: str | os.PathLike[str], mode: str = "w", encoding: str | None = "utf-8"
+) -> Iterator[IO]:
+    """Write to a temporary sibling and rename over `path` only when the block succeeds."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with open(fd, mode, encoding=None if "b" in mode else encoding) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    with atomic_open(path) as fh:
+        fh.write(text)
+
+
+def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Build a directory under a temporary name; swap it in only when the block succeeds.
+
+    An existing directory at `path` is replaced as a whole, so a reader never sees a mix of an old
+    and a new build, and a failed rebuild leaves the old one untouched.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield tmp
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def read_jsonl(
+    path: str | os.PathLike[str], skips: Skips | None = None, what: str = "JSONL file"
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line number, object) for each non-blank line; bad lines raise or are counted skips."""
+    p = require_file(path, what)
+    skips = skips or Skips()
+    with open(p, encoding="utf-8") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                skips.handle(
+                    SclError(f"not valid JSON ({exc.msg} at column {exc.colno})", path=p, line=lineno)
+                )
+                continue
+            if not isinstance(obj, dict):
+                skips.handle(
+                    SclError(f"expected a JSON object, got {type(obj).__name__}", path=p, line=lineno)
+                )
+                continue
+            yield lineno, obj
+
+
+def write_jsonl_atomic(path: str | os.PathLike[str], rows: Iterable[dict[str, Any]]) -> int:
+    n = 0
+    with atomic_open(path) as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+class JsonlAppender:
+    """Appends one JSON line per record and makes it durable at once (predict resumes from this)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._repair_tail()
+        self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+
+    def _repair_tail(self) -> None:
+        # A process killed mid-write can leave a partial last line; cut it so the file stays JSONL.
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return
+        with open(self.path, "rb+") as fh:
+            data = fh.read()
+            if data.endswith(b"\n"):
+                return
+            cut = data.rfind(b"\n") + 1
+            fh.truncate(cut)
+
+    def write(self, row: dict[str, Any]) -> None:
+        self._fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> JsonlAppender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

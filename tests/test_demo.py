@@ -1,0 +1,83 @@
+"""The synthetic demo corpus: deterministic, realistic enough, and read by the same MDACE reader."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+from sclcoder import codes
+from sclcoder.demo import BY_CODE, CONDITIONS, demo_paths, generate_demo, read_demo
+from sclcoder.readers import ReadReport, read_mdace
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_same_seed_same_corpus(tmp_path: Path) -> None:
+    generate_demo(tmp_path / "a", n_charts=25, seed=5)
+    generate_demo(tmp_path / "b", n_charts=25, seed=5)
+    generate_demo(tmp_path / "c", n_charts=25, seed=6)
+    assert _tree(tmp_path / "a") == _tree(tmp_path / "b")
+    assert _tree(tmp_path / "a")["NOTEEVENTS.csv"] != _tree(tmp_path / "c")["NOTEEVENTS.csv"]
+
+
+def test_every_demo_code_is_a_current_billable_icd10cm_code() -> None:
+    for cond in CONDITIONS:
+        info = codes.lookup(cond.code, "icd10cm")
+        assert info is not None and info.billable and info.current, cond.code
+
+
+def test_annotations_quote_condition_names(demo_corpus: Path) -> None:
+    docs = read_demo(demo_corpus, all_categories=True)
+    spans = 0
+    for doc in docs:
+        for ev in doc.evidence:
+            names = {n.lower() for n in BY_CODE[ev.code].names}
+            assert doc.quote(ev).lower() in names, (doc.id, ev)
+            spans += 1
+        # descriptions in the annotation files come from the package data, not from us
+    assert spans > 500
+    ann_dir, _, _ = demo_paths(demo_corpus)
+    chart = json.loads(next(ann_dir.glob("*.json")).read_text())
+    ann = chart["notes"][0]["annotations"][0]
+    assert ann["description"] == codes.describe(ann["code"], "icd10cm")
+
+
+def test_negated_mentions_are_present_but_never_coded(demo_corpus: Path) -> None:
+    docs = {d.id: d for d in read_demo(demo_corpus, all_categories=True)}
+    negated = [json.loads(line) for line in (demo_corpus / "negated_mentions.jsonl").read_text().splitlines()]
+    assert len(negated) > 50
+    cues = re.compile(r"\b(no|not|negative|without|denies|ruled out|doubt|did not|father|family)\b", re.I)
+    for item in negated:
+        doc = docs[str(item["note_id"])]
+        mention = doc.text[item["begin"] : item["end"]]
+        assert mention.lower() in {n.lower() for n in BY_CODE[item["code"]].names}
+        assert item["code"] not in doc.codes  # the condition is not coded anywhere in the note
+        sentence = doc.text[max(0, doc.text.rfind("\n", 0, item["begin"])) : doc.text.find("\n", item["end"])]
+        assert cues.search(sentence), sentence
+
+
+def test_phrasing_varies(demo_corpus: Path) -> None:
+    docs = read_demo(demo_corpus)
+    surface = Counter((ev.code, d.quote(ev).lower()) for d in docs for ev in d.evidence)
+    forms_per_code = Counter(code for code, _ in surface)
+    # most frequent codes show up under several names, and no two notes share a hospital course
+    assert sum(1 for c in forms_per_code.values() if c >= 3) >= 10
+    courses = [d.text[d.text.find("Hospital Course") : d.text.find("Medications on Admission")] for d in docs]
+    assert len(set(courses)) == len(courses)
+
+
+def test_read_through_the_mdace_reader_with_splits(demo_corpus: Path) -> None:
+    ann, noteevents, _ = demo_paths(demo_corpus)
+    report = ReadReport()
+    all_docs = read_mdace(ann, noteevents, categories=None, report=report)
+    per_split = {s: read_demo(demo_corpus, split=s, all_categories=True) for s in ("train", "val", "test")}
+    assert sum(len(v) for v in per_split.values()) == len(all_docs)
+    hadm = [{d.meta["hadm_id"] for d in v} for v in per_split.values()]
+    assert not (hadm[0] & hadm[1]) and not (hadm[0] & hadm[2]) and not (hadm[1] & hadm[2])
+    discharge = read_demo(demo_corpus)
+    assert all(d.meta["category"] == "Discharge summary" for d in discharge)
+    assert len(discharge) == 80 and len(all_docs) > 80  # some admissions carry a radiology report
