@@ -203,6 +203,72 @@ def convert_demo(
     _print_report("notes", n, output, report.as_dict())
 
 
+RecipeArg = Annotated[Path, typer.Argument(help="Recipe YAML, e.g. recipes/smollm2_cpu.yaml.")]
+SetOpt = Annotated[
+    list[str] | None, typer.Option("--set", help="Override one recipe value, e.g. --set train.max_steps=20.")
+]
+
+
+@data_app.command("build")
+def data_build(
+    recipe: RecipeArg,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Dataset directory (default: data.dataset_dir).")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace a directory that is not an sclcoder dataset.")] = False,
+    set_: SetOpt = None,
+) -> None:
+    """Build the span-centric SFT dataset (span, negative, document, synthetic examples) and stats.json."""
+    from sclcoder.build import build_dataset
+    from sclcoder.recipe import load_recipe
+
+    result = build_dataset(load_recipe(recipe, set_ or []), output, overwrite=overwrite)
+    _stats_table(result.stats, result.out_dir)
+
+
+@data_app.command("stats")
+def data_stats(
+    directory: Annotated[Path, typer.Argument(help="Dataset directory written by `data build`.")],
+) -> None:
+    """Summarise a built dataset: examples and tokens per kind, coverage, cost against document SFT."""
+    from sclcoder.build import open_dataset
+
+    ds = open_dataset(directory)
+    _stats_table(ds.stats, ds.path)
+
+
+def _stats_table(stats: dict, path: Path) -> None:
+    from rich.table import Table
+
+    from sclcoder.progress import console
+
+    table = Table(title=f"SFT dataset {path}", show_lines=False)
+    for col in ("split", "kind", "examples", "prompt tokens", "completion tokens", "tokens"):
+        table.add_column(col, justify="right" if col not in ("split", "kind") else "left")
+    for split in ("train", "validation"):
+        for kind, k in stats[split]["by_kind"].items():
+            table.add_row(
+                split,
+                kind,
+                str(k["examples"]),
+                str(k["prompt_tokens"]),
+                str(k["completion_tokens"]),
+                str(k["tokens"]),
+            )
+        table.add_row(split, "[bold]all", str(stats[split]["examples"]), "", "", f"[bold]{stats[split]['tokens']}")
+    console.print(table)
+    base = stats["document_only_sft"]
+    console.print(
+        f"codes covered: {stats['codes_covered']}   notes: {stats['notes']['train']} train, "
+        f"{stats['notes']['validation']} validation   document-only SFT on the same notes: "
+        f"{base['tokens']} tokens -> this mixture costs "
+        f"[bold]{stats['token_cost_vs_document_sft']:.2f}x[/] of it"
+    )
+    syn = stats.get("synthesis") or {}
+    if syn.get("teacher", {}).get("skipped"):
+        console.print(f"[yellow]teacher answers skipped:[/] {syn['teacher']['skipped']}")
+
+
 def main() -> None:
     app()
 

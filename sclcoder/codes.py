@@ -287,9 +287,7 @@ def inclusion_terms(code: str, system: str | CodeSystem) -> list[str]:
     return list(dict.fromkeys(t.strip() for t in terms if t.strip()))
 
 
-def all_codes(
-    system: str | CodeSystem, *, billable_only: bool = True, current_only: bool = True
-) -> list[str]:
+def all_codes(system: str | CodeSystem, *, billable_only: bool = True, current_only: bool = True) -> list[str]:
     """Normalised codes of a system, sorted, e.g. to constrain decoding or to widen the code space."""
     system = CodeSystem.parse(system)
     current = _CURRENT_RELEASE.get(system)

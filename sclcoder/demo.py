@@ -556,9 +556,7 @@ def _chart(rng: random.Random) -> list[_Note]:
     age = rng.randint(38, 92)
     acute_pool = [c for c in CONDITIONS if c.acute]
     chronic_pool = [
-        c
-        for c in CONDITIONS
-        if not c.acute and c.code not in _COMPANION_ONLY | _SPECIAL and c.sex in (None, sex)
+        c for c in CONDITIONS if not c.acute and c.code not in _COMPANION_ONLY | _SPECIAL and c.sex in (None, sex)
     ]
     acute = rng.sample(acute_pool, rng.choice([1, 1, 1, 2, 2, 3]))
     chronic = rng.sample(chronic_pool, rng.randint(1, 6))
@@ -590,10 +588,7 @@ def _chart(rng: random.Random) -> list[_Note]:
         f"             Sex:   {sex}\n\n"
         f"Service: {rng.choice(['MEDICINE', 'MEDICINE', 'NEUROLOGY', 'SURGERY'])}\n\n"
     )
-    t.add(
-        f"Allergies:\n{rng.choice(_ALLERGIES)}\n\n"
-        f"Attending:[**First Name3 (LF) {rng.randint(100, 999)}**]\n\n"
-    )
+    t.add(f"Allergies:\n{rng.choice(_ALLERGIES)}\n\nAttending:[**First Name3 (LF) {rng.randint(100, 999)}**]\n\n")
     primary = acute[0]
     t.add(f"Chief Complaint:\n{rng.choice(primary.complaint)}\n\n")
 
@@ -665,23 +660,15 @@ def _chart(rng: random.Random) -> list[_Note]:
         t.template("History of {X}, last drink two days prior. ", _mention(rng, BY_CODE["F10.20"]), "F10.20")
     else:
         t.add(rng.choice(["Occasional EtOH. ", "Denies EtOH or illicit drug use. ", "Drinks socially. "]))
-    t.add(
-        rng.choice(
-            ["Lives with wife.", "Lives alone.", "Lives with daughter.", "Resides at a nursing facility."]
-        )
-    )
+    t.add(rng.choice(["Lives with wife.", "Lives alone.", "Lives with daughter.", "Resides at a nursing facility."]))
     t.add("\n\nFamily History:\n")
-    family = [
-        c for c in negated[1:] if any("{X}" in n and ("Father" in n or "Family" in n) for n in c.negations)
-    ]
+    family = [c for c in negated[1:] if any("{X}" in n and ("Father" in n or "Family" in n) for n in c.negations)]
     if family:
         cond = family[0]
         template = next(n for n in cond.negations if "Father" in n or "Family" in n)
         t.template(template, _mention(rng, cond), negated=cond.code)
     else:
-        t.add(
-            rng.choice(["Noncontributory.", "Mother with breast cancer.", "No family history of early MI."])
-        )
+        t.add(rng.choice(["Noncontributory.", "Mother with breast cancer.", "No family history of early MI."]))
     t.add("\n\n")
 
     t.add("Physical Exam:\n")
@@ -756,9 +743,7 @@ def _chart(rng: random.Random) -> list[_Note]:
         + ".\n"
     )
     if dnr:
-        t.template(
-            rng.choice(["Code status: {X}\n", "CODE STATUS: {X}\n"]), _mention(rng, BY_CODE["Z66"]), "Z66"
-        )
+        t.template(rng.choice(["Code status: {X}\n", "CODE STATUS: {X}\n"]), _mention(rng, BY_CODE["Z66"]), "Z66")
     else:
         t.add(rng.choice(["Code status: Full code\n", "CODE STATUS: Full\n"]))
     t.add(
@@ -856,9 +841,7 @@ def generate_demo(out_dir: str | PathLike[str], *, n_charts: int = 300, seed: in
         ann_dir = tmp / DEMO_ANNOTATIONS
         ann_dir.mkdir(parents=True)
         for chart in charts:
-            (ann_dir / f"{chart['hadm_id']}-ICD-10.json").write_text(
-                json.dumps(chart, indent=1), encoding="utf-8"
-            )
+            (ann_dir / f"{chart['hadm_id']}-ICD-10.json").write_text(json.dumps(chart, indent=1), encoding="utf-8")
         with open(tmp / "NOTEEVENTS.csv", "w", encoding="utf-8", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(

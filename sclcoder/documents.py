@@ -157,11 +157,7 @@ class Document:
                 raise SclError("must be a string", field=f"{where}.granularity")
             ev = Evidence(begin, end, code, gran)
             doc.evidence.append(ev)
-            if (
-                "quote" in item
-                and 0 <= begin <= end <= len(doc.text)
-                and doc.text[begin:end] != item["quote"]
-            ):
+            if "quote" in item and 0 <= begin <= end <= len(doc.text) and doc.text[begin:end] != item["quote"]:
                 raise SclError(
                     f"text at [{begin}, {end}) is {doc.text[begin:end]!r}, not the quoted {item['quote']!r}",
                     field=f"{where}.quote",

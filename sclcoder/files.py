@@ -33,9 +33,7 @@ def require_dir(path: str | os.PathLike[str], what: str = "directory") -> Path:
 
 
 @contextlib.contextmanager
-def atomic_open(
-    path: str | os.PathLike[str], mode: str = "w", encoding: str | None = "utf-8"
-) -> Iterator[IO]:
+def atomic_open(path: str | os.PathLike[str], mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
     """Write to a temporary sibling and rename over `path` only when the block succeeds."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -98,14 +96,10 @@ def read_jsonl(
             try:
                 obj = json.loads(raw)
             except json.JSONDecodeError as exc:
-                skips.handle(
-                    SclError(f"not valid JSON ({exc.msg} at column {exc.colno})", path=p, line=lineno)
-                )
+                skips.handle(SclError(f"not valid JSON ({exc.msg} at column {exc.colno})", path=p, line=lineno))
                 continue
             if not isinstance(obj, dict):
-                skips.handle(
-                    SclError(f"expected a JSON object, got {type(obj).__name__}", path=p, line=lineno)
-                )
+                skips.handle(SclError(f"expected a JSON object, got {type(obj).__name__}", path=p, line=lineno))
                 continue
             yield lineno, obj
 

@@ -159,9 +159,7 @@ def stream_noteevents(
             try:
                 row_id = int(row[row_key])
             except (TypeError, ValueError):
-                raise SclError(
-                    f"ROW_ID {row[row_key]!r} is not an integer", path=p, line=reader.line_num
-                ) from None
+                raise SclError(f"ROW_ID {row[row_key]!r} is not an integer", path=p, line=reader.line_num) from None
             if remaining is not None:
                 if row_id not in remaining:
                     continue
@@ -278,9 +276,7 @@ def read_mdace(
             for i, ann in enumerate(note["annotations"]):
                 where = f"notes[note_id={note_id}].annotations[{i}]"
                 try:
-                    parsed = _parse_annotation(
-                        ann, system=system, with_procedures=with_procedures, report=report
-                    )
+                    parsed = _parse_annotation(ann, system=system, with_procedures=with_procedures, report=report)
                 except SclError as exc:
                     inner = f"{where}.{exc.field}" if exc.field else where
                     raise SclError(exc.message, path=path, field=inner, hint=exc.hint) from None
@@ -290,8 +286,7 @@ def read_mdace(
                 begin, end = ann["begin"], ann["end"]
                 if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin < end <= len(text)):
                     raise SclError(
-                        f"offsets [{begin}, {end}) for {code} fall outside note {note_id} "
-                        f"(text length {len(text)})",
+                        f"offsets [{begin}, {end}) for {code} fall outside note {note_id} (text length {len(text)})",
                         path=path,
                         field=where,
                     )

@@ -65,3 +65,43 @@ def demo_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("demo") / "corpus"
     generate_demo(out, n_charts=80, seed=7)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory, demo_corpus: Path) -> Path:
+    """A random tiny Llama whose tokenizer was trained on the demo notes."""
+    from sclcoder.demo import read_demo
+    from tests.tiny import build_tiny_model
+
+    texts = [d.text for d in read_demo(demo_corpus)]
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", texts)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
+    """vLLM's own OpenAI-compatible server with the tiny model, on loopback, once per session."""
+    from sclcoder.engine import ServerSpec, start_server, stop_server, wait_until_ready
+
+    log = tmp_path_factory.mktemp("vllm") / "server.log"
+    spec = ServerSpec(
+        model=str(tiny_model),
+        port=free_port(),
+        served_model_name="tiny",
+        max_model_len=2048,
+        dtype="float32",
+        enforce_eager=True,
+    )
+    proc = start_server(spec, log)
+    try:
+        wait_until_ready(spec.base_url, proc, timeout=300, log_path=str(log))
+        yield spec
+    finally:
+        stop_server(proc)

@@ -32,9 +32,7 @@ def test_demo_then_convert(tmp_path: Path) -> None:
     result = runner.invoke(app, ["data", "demo", str(corpus), "--charts", "20", "--seed", "3"])
     assert result.exit_code == 0, result.output
     out = tmp_path / "test.jsonl"
-    result = runner.invoke(
-        app, ["data", "convert", "demo", "--corpus", str(corpus), "--split", "test", "-o", str(out)]
-    )
+    result = runner.invoke(app, ["data", "convert", "demo", "--corpus", str(corpus), "--split", "test", "-o", str(out)])
     assert result.exit_code == 0, result.output
     docs = list(read_documents(out))
     assert len(docs) == 3 and all(d.evidence for d in docs)

@@ -59,9 +59,7 @@ def test_codes_are_normalised_on_read(tmp_path: Path) -> None:
 
 def test_codes_default_to_the_evidenced_ones(tmp_path: Path) -> None:
     path = tmp_path / "n.jsonl"
-    path.write_text(
-        json.dumps({"id": "a", "text": "HTN", "evidence": [{"begin": 0, "end": 3, "code": "I10"}]})
-    )
+    path.write_text(json.dumps({"id": "a", "text": "HTN", "evidence": [{"begin": 0, "end": 3, "code": "I10"}]}))
     (doc,) = read_documents(path)
     assert doc.codes == {"I10"}
 
@@ -113,9 +111,7 @@ GOOD = json.dumps({"id": "ok", "text": "HTN", "codes": ["I10"]})
             r"field 'evidence\[0\]': evidence code E11.9 is not among the note's codes",
         ),
         (
-            json.dumps(
-                {"id": "x", "text": "abc", "evidence": [{"begin": 0, "end": 2, "code": "I10", "quote": "xx"}]}
-            ),
+            json.dumps({"id": "x", "text": "abc", "evidence": [{"begin": 0, "end": 2, "code": "I10", "quote": "xx"}]}),
             r"field 'evidence\[0\].quote': text at \[0, 2\) is 'ab'",
         ),
         (json.dumps({"id": "ok", "text": "dup"}), r"duplicate id 'ok'"),

@@ -42,9 +42,7 @@ def _raw_annotations(folder: Path, hadm_ids: set[int] | None, categories: set[st
 def test_published_totals(mdace_dir: Path, mdace_notes, setting: str, charts: int, spans: int) -> None:
     noteevents, texts = mdace_notes
     report = ReadReport()
-    docs = read_mdace(
-        mdace_dir / "data" / setting, noteevents, categories=None, with_procedures=True, report=report
-    )
+    docs = read_mdace(mdace_dir / "data" / setting, noteevents, categories=None, with_procedures=True, report=report)
     assert report.charts == charts
     assert len({d.meta["hadm_id"] for d in docs}) == charts
     assert sum(len(d.evidence) for d in docs) == spans
@@ -66,9 +64,7 @@ def test_split_counts_match_raw_json(mdace_dir: Path, mdace_notes, setting: str,
     hadm = read_split(split_file)
     diagnosis = "ICD-10-CM" if "ICD-10" in setting else "ICD-9-CM"
     docs = read_mdace(mdace_dir / "data" / setting, noteevents, split=split_file)  # discharge, diagnoses only
-    notes, rows = _raw_annotations(
-        mdace_dir / "data" / setting / "1.0", hadm, {"Discharge summary"}, {diagnosis}
-    )
+    notes, rows = _raw_annotations(mdace_dir / "data" / setting / "1.0", hadm, {"Discharge summary"}, {diagnosis})
     assert notes and {int(d.id) for d in docs} == notes
     assert sum(len(d.evidence) for d in docs) == rows
     assert all(d.meta["category"] == "Discharge summary" for d in docs)
@@ -103,9 +99,7 @@ def test_clean_ups_follow_the_authors_order(mdace_dir: Path, mdace_notes) -> Non
     test = mdace_dir / "splits/Inpatient/MDace-ev-test.csv"
     cats = ["Discharge summary", "Radiology", "Physician"]
     plain = read_mdace(folder, noteevents, split=test, categories=cats, with_procedures=True)
-    merged = read_mdace(
-        folder, noteevents, split=test, categories=cats, with_procedures=True, merge_adjacent=True
-    )
+    merged = read_mdace(folder, noteevents, split=test, categories=cats, with_procedures=True, merge_adjacent=True)
     assert sum(len(d.evidence) for d in merged) < sum(len(d.evidence) for d in plain)
     trimmed = read_mdace(folder, noteevents, split=test, categories=cats, with_procedures=True, trim=True)
     for doc in trimmed:
@@ -140,9 +134,7 @@ def test_missing_noteevents_row_names_the_note(tmp_path: Path, mdace_dir: Path, 
             for note in json.loads(f.read_text())["notes"]:
                 if note["note_id"] != missing_id:
                     w.writerow([note["note_id"], texts[note["note_id"]]])
-    with pytest.raises(
-        SclError, match=rf"{files[1].name}: note_id {missing_id} .* has no row in NOTEEVENTS.csv"
-    ):
+    with pytest.raises(SclError, match=rf"{files[1].name}: note_id {missing_id} .* has no row in NOTEEVENTS.csv"):
         read_mdace(folder, partial, categories=None)
     skips, report = Skips(allowed=True), ReadReport()
     docs = read_mdace(folder, partial, categories=None, skips=skips, report=report)

@@ -1,0 +1,421 @@
+"""The recipe: one validated schema for a whole run, with every default in this file.
+
+A recipe is YAML with the sections `model`, `quantization`, `lora`, `windows`, `data`, `train`,
+`deepspeed` and `predict`. Unknown keys are errors that name the key's path and suggest the closest
+valid key. A recipe may `inherit:` another (deep-merged, this file wins), and a run may override single
+values from the command line (`--set train.max_steps=20`). Paths are taken as given, relative to the
+working directory; prompt templates and DeepSpeed configs fall back to the copies shipped with
+sclcoder.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from os import PathLike
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from sclcoder.errors import SclError
+from sclcoder.files import require_file
+from sclcoder.prompts import DEFAULT_PROMPT, resource_path
+
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+PositiveInt = Annotated[int, Field(ge=1)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# ---------------------------------------------------------------------------------------------- model
+
+
+class ModelSection(Section):
+    model_name_or_path: str = "smollm2-135m"
+    """Hub name, local folder, or an embedded backbone (`smollm2-135m`, prepared offline on demand)."""
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    """Weights dtype; `auto` is bfloat16 on GPUs and float32 on CPU."""
+    attn_implementation: Literal["eager", "sdpa", "flash_attention_2"] | None = None
+    chat_template: str | None = None
+    """Jinja file for models that ship without a chat template (base models)."""
+    tokenizer: str | None = None
+    """Tokenizer to load; defaults to model_name_or_path."""
+    config: dict[str, Any] | None = None
+    """Architecture values (as in config.json) so `train --dry-run` can plan without any download."""
+
+
+class QuantizationSection(Section):
+    load_in_4bit: bool = False
+    load_in_8bit: bool = False
+    bnb_4bit_quant_type: Literal["nf4", "fp4"] = "nf4"
+    bnb_4bit_use_double_quant: bool = True
+    bnb_4bit_compute_dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> QuantizationSection:
+        if self.load_in_4bit and self.load_in_8bit:
+            raise ValueError("choose load_in_4bit or load_in_8bit, not both")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.load_in_4bit or self.load_in_8bit
+
+
+class LoraSection(Section):
+    r: PositiveInt = 16
+    lora_alpha: PositiveInt = 32
+    lora_dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.05
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+    bias: Literal["none", "all", "lora_only"] = "none"
+    use_rslora: bool = False
+
+
+class WindowsSection(Section):
+    """How notes are cut for the model: document examples at build time and requests at predict time
+    use these very numbers, so training sees notes split exactly as inference will split them."""
+
+    max_tokens: Annotated[int, Field(ge=32)] = 1536
+    """Note tokens per window (the prompt template and the answer come on top)."""
+    overlap_tokens: NonNegativeInt = 64
+
+    @model_validator(mode="after")
+    def _overlap_smaller(self) -> WindowsSection:
+        if self.overlap_tokens >= self.max_tokens:
+            raise ValueError("overlap_tokens must be smaller than max_tokens")
+        return self
+
+
+# ----------------------------------------------------------------------------------------------- data
+
+
+class DemoSpec(Section):
+    split: Literal["train", "val", "test"]
+    corpus: str = "runs/demo-corpus"
+    """Generated here (deterministically, from `charts` and `seed`) when missing."""
+    charts: Annotated[int, Field(ge=10)] = 300
+    seed: int = 13
+
+
+class MdaceSpec(Section):
+    annotations: str
+    noteevents: str
+    split: str | None = None
+    categories: list[str] | None = ["Discharge summary"]
+    with_procedures: bool = False
+    trim: bool = False
+    merge_adjacent: bool = False
+
+
+class DemoSource(Section):
+    demo: DemoSpec
+
+
+class MdaceSource(Section):
+    mdace: MdaceSpec
+
+
+class JsonlSource(Section):
+    jsonl: str
+
+
+Source = JsonlSource | DemoSource | MdaceSource
+_SOURCE_KINDS = {"jsonl": JsonlSource, "demo": DemoSource, "mdace": MdaceSource}
+
+
+class SpanSection(Section):
+    fraction: Fraction = 1.0
+    """Share of candidate span examples kept."""
+    max_examples: NonNegativeInt | None = None
+    context: Literal["tokens", "sentences"] = "tokens"
+    context_size: NonNegativeInt = 32
+    """Tokens (or sentences) of context on each side of the evidence span."""
+    negative_rate: Fraction = 0.25
+    """Evidence-free windows per positive span example, answered with {"codes": []}."""
+
+
+class DocumentSection(Section):
+    fraction: Fraction = 0.1
+    """Share of annotated training notes also used whole (windowed) as document examples."""
+    max_examples: NonNegativeInt | None = None
+
+
+class TeacherSection(Section):
+    endpoint: str
+    """Base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1."""
+    model: str
+    api_key_env: str | None = None
+    """Environment variable holding the API key (none for a local vLLM server)."""
+    concurrency: PositiveInt = 4
+    max_retries: NonNegativeInt = 3
+    timeout_s: Annotated[float, Field(gt=0)] = 120.0
+    temperature: Annotated[float, Field(ge=0.0, le=2.0)] = 0.7
+    max_tokens: PositiveInt = 512
+    send_notes: bool = False
+    """Allow note text (example spans, whole notes for rationales) to go to a non-loopback endpoint."""
+
+
+class SynthesisSection(Section):
+    fraction: Fraction = 1.0
+    max_examples: NonNegativeInt | None = None
+    rare_threshold: NonNegativeInt = 2
+    """Codes with fewer real evidence spans than this (including `codes` never seen) get synthesised spans."""
+    per_code: PositiveInt = 3
+    codes: list[str] = []
+    """Extra codes to widen the code space beyond those in the training notes."""
+    teacher: TeacherSection | None = None
+    offline_fallback: bool = True
+    """Without a teacher (or where it gives nothing usable), write spans from code descriptions and
+    inclusion terms: clearly weaker, but the pipeline runs with no LLM at all."""
+    rationales: bool = False
+    """Ask the teacher to quote evidence for notes that have codes but no evidence (MIMIC-IV)."""
+    min_quote_chars: PositiveInt = 3
+    max_quote_chars: PositiveInt = 200
+    cache_dir: str | None = None
+    """Where teacher answers are cached by request (default: <sclcoder cache>/teacher)."""
+
+
+class DataSection(Section):
+    train: list[Source] = Field(min_length=1)
+    validation: list[Source] = []
+    validation_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.05
+    """Share of training notes held out for validation when no validation source is given."""
+    code_system: Literal["icd10cm", "icd9cm"] = "icd10cm"
+    prompt: str = DEFAULT_PROMPT
+    span: SpanSection = SpanSection()
+    document: DocumentSection = DocumentSection()
+    synthesis: SynthesisSection = SynthesisSection()
+    seed: int = 13
+    dataset_dir: str | None = None
+    """A dataset written by `sclcoder data build`; when unset, `train` builds one into output_dir/dataset."""
+
+    @field_validator("train", "validation", mode="before")
+    @classmethod
+    def _sources(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            return value
+        out = []
+        for i, item in enumerate(value):
+            if isinstance(item, str):
+                out.append(JsonlSource(jsonl=item))
+                continue
+            if not isinstance(item, dict) or len(item) != 1 or next(iter(item)) not in _SOURCE_KINDS:
+                raise ValueError(
+                    f"item {i}: a source is a JSONL path or one of {{jsonl: PATH}}, "
+                    "{demo: {split: ...}}, {mdace: {annotations: ..., noteevents: ...}}"
+                )
+            kind = next(iter(item))
+            try:
+                out.append(_SOURCE_KINDS[kind].model_validate(item))
+            except ValidationError as exc:
+                err = _first_error(exc)
+                where = ".".join(str(x) for x in err["loc"])
+                problem = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+                raise ValueError(f"item {i}: {where}: {problem}") from None
+        return out
+
+
+# ---------------------------------------------------------------------------------------------- train
+
+
+class TrainSection(Section):
+    """Maps onto TRL's SFTConfig (names as in SFTConfig)."""
+
+    output_dir: str
+    learning_rate: Annotated[float, Field(gt=0)] = 2e-4
+    lr_scheduler_type: str = "cosine"
+    warmup_steps: Annotated[float, Field(ge=0)] = 0.03
+    """Warm-up steps, or a ratio of all steps when below 1."""
+    num_train_epochs: Annotated[float, Field(gt=0)] = 1.0
+    max_steps: int = -1
+    per_device_train_batch_size: PositiveInt = 4
+    per_device_eval_batch_size: PositiveInt = 8
+    gradient_accumulation_steps: PositiveInt = 1
+    max_length: Annotated[int, Field(ge=64)] = 2048
+    packing: bool = False
+    gradient_checkpointing: bool = False
+    eval_strategy: Literal["no", "steps", "epoch"] = "no"
+    eval_steps: PositiveInt | None = None
+    save_strategy: Literal["no", "steps", "epoch"] = "steps"
+    save_steps: PositiveInt = 200
+    save_total_limit: PositiveInt | None = 2
+    logging_steps: PositiveInt = 10
+    seed: int = 42
+    report_to: list[str] | str = "none"
+    bf16: bool | None = None
+    """Mixed precision; default: on where a GPU supports it."""
+    optim: str = "adamw_torch"
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    max_grad_norm: Annotated[float, Field(gt=0)] = 1.0
+    dataloader_num_workers: NonNegativeInt = 0
+    torch_threads: PositiveInt | None = None
+    """CPU threads for torch (default: torch's own choice)."""
+
+
+class PredictSection(Section):
+    max_model_len: Annotated[int, Field(ge=128)] = 4096
+    max_new_tokens: PositiveInt = 512
+    temperature: Annotated[float, Field(ge=0.0)] = 0.0
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+    batch_size: PositiveInt = 64
+    """Notes per engine call; results are written (and resumable) after each batch."""
+    constrain_codes: bool = False
+    """Narrow the decoded `code` field to the adapter's training code list."""
+    drop_invalid_codes: bool = False
+    fuzzy_threshold: Annotated[float, Field(ge=50.0, le=100.0)] = 90.0
+    tensor_parallel_size: PositiveInt = 1
+    gpu_memory_utilization: Annotated[float, Field(gt=0.0, le=1.0)] = 0.9
+    cpu_kv_cache_gb: Annotated[float, Field(gt=0.0)] = 2.0
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    enforce_eager: bool = False
+
+
+class Recipe(Section):
+    name: str | None = None
+    description: str | None = None
+    model: ModelSection = ModelSection()
+    quantization: QuantizationSection = QuantizationSection()
+    lora: LoraSection = LoraSection()
+    windows: WindowsSection = WindowsSection()
+    data: DataSection
+    train: TrainSection
+    deepspeed: str | None = None
+    """DeepSpeed JSON, e.g. recipes/deepspeed/zero3.json."""
+    predict: PredictSection = PredictSection()
+
+    def deepspeed_config(self) -> dict[str, Any] | None:
+        if self.deepspeed is None:
+            return None
+        return load_deepspeed_config(self.deepspeed)
+
+
+# --------------------------------------------------------------------------------------------- loading
+
+
+def load_deepspeed_config(path: str) -> dict[str, Any]:
+    p = require_file(resource_path(path), "DeepSpeed config")
+    try:
+        config = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise SclError(f"DeepSpeed config does not parse: {exc.msg}", path=p, line=exc.lineno) from None
+    if not isinstance(config, dict):
+        raise SclError("a DeepSpeed config is a JSON object", path=p)
+    return config
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    p = require_file(path, "recipe")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise SclError(
+            f"not valid YAML: {getattr(exc, 'problem', exc)}", path=p, line=mark.line + 1 if mark else None
+        ) from None
+    if not isinstance(data, dict):
+        raise SclError("a recipe is a YAML mapping", path=p)
+    parent = data.pop("inherit", None)
+    if parent is None:
+        return data
+    parent_path = Path(parent) if Path(parent).is_absolute() else p.parent / parent
+    if parent_path.resolve() in seen:
+        raise SclError("recipes inherit from each other in a loop", path=p, field="inherit")
+    return _deep_merge(_read_yaml(parent_path, (*seen, p.resolve())), data)
+
+
+def _apply_override(data: dict[str, Any], assignment: str) -> None:
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key.strip():
+        raise SclError(f"--set expects KEY=VALUE, got {assignment!r}")
+    parts = key.strip().split(".")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise SclError(f"cannot set {key}: {part} is not a section", field=key)
+    node[parts[-1]] = yaml.safe_load(raw)
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model that owns the last element of an error location."""
+    model: Any = Recipe
+    for part in loc[:-1]:
+        if isinstance(part, int) or model is None:
+            continue
+        field = model.model_fields.get(part) if hasattr(model, "model_fields") else None
+        if field is None:
+            return None
+        ann = field.annotation
+        candidates = [ann, *getattr(ann, "__args__", ())]
+        nxt = None
+        for cand in candidates:
+            for sub in (cand, *getattr(cand, "__args__", ())):
+                if isinstance(sub, type) and issubclass(sub, BaseModel):
+                    nxt = sub
+                    break
+            if nxt:
+                break
+        model = nxt
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _first_error(exc: ValidationError) -> Any:
+    # An unknown key usually explains the other errors (a misspelt required key is also "missing").
+    return sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
+
+
+def _explain(exc: ValidationError, path: Path) -> SclError:
+    err = _first_error(exc)
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.endswith("Source")))
+    dotted = ".".join(str(p) for p in loc)
+    if err["type"] == "extra_forbidden":
+        owner = _model_at(loc)
+        valid = sorted(owner.model_fields) if owner else []
+        close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else (f"valid keys: {', '.join(valid)}" if valid else None)
+        return SclError("unknown key", path=path, field=dotted, hint=hint)
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "missing":
+        msg = "required key missing"
+    elif "input" in err and not isinstance(err["input"], (dict, list)):
+        msg = f"{msg} (got {err['input']!r})"
+    extra = f" ({len(exc.errors()) - 1} more problem(s) after this one)" if len(exc.errors()) > 1 else ""
+    return SclError(msg + extra, path=path, field=dotted or None)
+
+
+def load_recipe(path: str | PathLike[str], overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Read, compose, override and validate a recipe; every mistake is one SclError naming the key."""
+    p = Path(path)
+    data = _read_yaml(p)
+    for assignment in overrides:
+        _apply_override(data, assignment)
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as exc:
+        raise _explain(exc, p) from None
+    if recipe.deepspeed is not None:
+        try:
+            recipe.deepspeed_config()
+        except SclError as exc:
+            raise exc.at(field="deepspeed") from None
+    return recipe
+
+
+def recipe_dict(recipe: Recipe) -> dict[str, Any]:
+    """The fully resolved recipe (defaults filled in), as saved with datasets and adapters."""
+    return recipe.model_dump(mode="json")

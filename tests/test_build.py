@@ -1,0 +1,241 @@
+"""`data build`: the SCL mixture, its targets and its token accounting, on the demo corpus."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sclcoder import build as build_mod
+from sclcoder.answer import answer_errors
+from sclcoder.backbones import load_tokenizer
+from sclcoder.build import build_dataset, open_dataset
+from sclcoder.demo import read_demo
+from sclcoder.errors import SclError
+from sclcoder.prompts import Renderer, load_prompt
+from sclcoder.recipe import load_recipe
+from sclcoder.windows import split_windows
+
+
+def write_recipe(tmp_path: Path, model: Path, corpus: Path, **data_overrides) -> Path:
+    data = {
+        "train": [{"demo": {"split": "train", "corpus": str(corpus)}}],
+        "validation": [{"demo": {"split": "val", "corpus": str(corpus)}}],
+        "span": {"fraction": 1.0, "context": "tokens", "context_size": 16, "negative_rate": 0.5},
+        "document": {"fraction": 0.3},
+        "synthesis": {
+            "offline_fallback": True,
+            "rare_threshold": 2,
+            "per_code": 2,
+            "codes": ["I21.9", "G43.909"],
+            "cache_dir": str(tmp_path / "teacher-cache"),
+        },
+        "seed": 3,
+    }
+    for key, value in data_overrides.items():
+        data[key] = value
+    recipe = {
+        "model": {"model_name_or_path": str(model)},
+        "windows": {"max_tokens": 256, "overlap_tokens": 32},
+        "data": data,
+        "train": {"output_dir": str(tmp_path / "run")},
+    }
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, demo_corpus: Path):
+    tmp = tmp_path_factory.mktemp("build")
+    recipe = load_recipe(write_recipe(tmp, tiny_model, demo_corpus))
+    result = build_dataset(recipe, tmp / "ds")
+    ds = open_dataset(result.out_dir)
+    return recipe, ds, ds.load()
+
+
+def _answer(row: dict, renderer: Renderer) -> dict:
+    assert row["completion"].endswith(renderer.end_of_turn)
+    return json.loads(row["completion"][: -len(renderer.end_of_turn)])
+
+
+def _docs(corpus: Path) -> dict[str, object]:
+    return {d.id: d for s in ("train", "val") for d in read_demo(corpus, split=s)}
+
+
+def test_span_targets_are_exactly_the_codes_evidenced_in_the_window(built, tiny_model, demo_corpus) -> None:
+    _recipe, _, hf = built
+    docs = _docs(demo_corpus)
+    renderer = Renderer(load_tokenizer(str(tiny_model)), load_prompt(), "icd10cm")
+    spans = [r for r in hf["train"] if r["kind"] == "span"]
+    assert len(spans) > 100
+    for row in spans:
+        doc = docs[row["source"]]
+        b, e = row["begin"], row["end"]
+        assert doc.text[b:e] == row["text"]
+        inside = {ev.code for ev in doc.evidence if b <= ev.begin and ev.end <= e}
+        assert set(row["codes"]) == inside and inside
+        # never cut a quote: no evidence span straddles the window edges
+        assert not [ev for ev in doc.evidence if ev.begin < b < ev.end or ev.begin < e < ev.end]
+        answer = _answer(row, renderer)
+        assert [c["code"] for c in answer["codes"]] == row["codes"]
+        for item in answer["codes"]:
+            quotes = {
+                doc.text[ev.begin : ev.end]
+                for ev in doc.evidence
+                if ev.code == item["code"] and b <= ev.begin and ev.end <= e
+            }
+            assert set(item["evidence"]) == quotes
+
+
+def test_every_quote_is_verbatim_in_its_prompt_and_answers_fit_the_schema(built, tiny_model) -> None:
+    _, _, hf = built
+    renderer = Renderer(load_tokenizer(str(tiny_model)), load_prompt(), "icd10cm")
+    n = 0
+    for split in ("train", "validation"):
+        for row in hf[split]:
+            answer = _answer(row, renderer)
+            assert answer_errors(answer) == []
+            for item in answer["codes"]:
+                for quote in item["evidence"]:
+                    assert quote in row["text"] and quote in row["prompt"]
+                    n += 1
+    assert n > 300
+
+
+def test_negatives_are_empty_and_evidence_free(built, demo_corpus) -> None:
+    _, _ds, hf = built
+    docs = _docs(demo_corpus)
+    negatives = [r for r in hf["train"] if r["kind"] == "negative"]
+    spans = [r for r in hf["train"] if r["kind"] == "span"]
+    assert negatives and len(negatives) == round(0.5 * len(spans))
+    for row in negatives:
+        assert row["completion"].startswith('{"codes":[]}') and row["codes"] == []
+        doc = docs[row["source"]]
+        assert not [ev for ev in doc.evidence if ev.begin < row["end"] and ev.end > row["begin"]]
+
+
+def test_prompt_is_what_the_predict_renderer_produces(built, tiny_model) -> None:
+    _recipe, ds, hf = built
+    renderer = Renderer(load_tokenizer(str(tiny_model)), load_prompt(ds.build["recipe"]["data"]["prompt"]), "icd10cm")
+    for row in hf["train"].select(range(50)):
+        assert row["prompt"] == renderer.prompt(row["text"])
+    assert ds.build["prompt"] == load_prompt().describe()
+
+
+def test_document_examples_are_cut_like_predict_cuts_notes(built, tiny_model, demo_corpus) -> None:
+    recipe, _, hf = built
+    docs = _docs(demo_corpus)
+    tok = load_tokenizer(str(tiny_model))
+
+    def count(t: str) -> int:
+        return len(tok(t, add_special_tokens=False)["input_ids"])
+
+    rows = [r for r in hf["train"] if r["kind"] == "document"]
+    assert rows
+    for source in {r["source"] for r in rows}:
+        got = sorted((r["begin"], r["end"]) for r in rows if r["source"] == source)
+        windows = split_windows(docs[source].text, count, recipe.windows.max_tokens, recipe.windows.overlap_tokens)
+        assert got == [(w.begin, w.end) for w in windows]
+        assert len(windows) > 1  # these demo notes are longer than 256 tokens
+
+
+def test_synthetic_spans_widen_the_code_space(built) -> None:
+    _, ds, hf = built
+    synthetic = [r for r in hf["train"] if r["kind"] == "synthetic"]
+    codes = {c for r in synthetic for c in r["codes"]}
+    assert {"I21.9", "G43.909"} <= codes  # requested codes absent from the demo notes
+    assert all(r["origin"] == "offline" for r in synthetic)
+    assert "I21.9" in ds.build["codes"]
+
+
+def test_stats_account_every_token(built) -> None:
+    _, ds, hf = built
+    stats = ds.stats
+    rows = list(hf["train"])
+    assert stats["train"]["examples"] == len(rows)
+    assert stats["train"]["tokens"] == sum(r["prompt_tokens"] + r["completion_tokens"] for r in rows)
+    for kind, k in stats["train"]["by_kind"].items():
+        assert k["examples"] == sum(1 for r in rows if r["kind"] == kind)
+    ratio = stats["train"]["tokens"] / stats["document_only_sft"]["tokens"]
+    assert stats["token_cost_vs_document_sft"] == pytest.approx(ratio, abs=1e-4)
+    assert stats["codes_covered"] == len(ds.build["codes"])
+
+
+def test_mixture_shares_and_seed(tmp_path: Path, tiny_model: Path, demo_corpus: Path) -> None:
+    path = write_recipe(
+        tmp_path,
+        tiny_model,
+        demo_corpus,
+        span={"fraction": 0.25, "negative_rate": 0.0},
+        document={"fraction": 0.0},
+        synthesis={"offline_fallback": False},
+    )
+    a = build_dataset(load_recipe(path), tmp_path / "a")
+    b = build_dataset(load_recipe(path), tmp_path / "b")
+    assert set(a.stats["train"]["by_kind"]) == {"span"}
+    assert a.stats["train"]["examples"] == round(0.25 * a.stats["candidates"]["span"])
+    assert list(open_dataset(a.out_dir).load()["train"]["prompt"]) == list(
+        open_dataset(b.out_dir).load()["train"]["prompt"]
+    )
+    # an SCL mixture of a quarter of the spans costs far less than document-only SFT on the same notes
+    assert a.stats["token_cost_vs_document_sft"] < 0.6
+
+
+def test_failed_rebuild_keeps_the_old_dataset(tmp_path: Path, tiny_model: Path, demo_corpus: Path, monkeypatch) -> None:
+    path = write_recipe(tmp_path, tiny_model, demo_corpus, span={"fraction": 0.2}, document={"fraction": 0.0})
+    out = tmp_path / "ds"
+    build_dataset(load_recipe(path), out)
+    before = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("killed mid-build")
+
+    monkeypatch.setattr(build_mod, "document_only_tokens", boom)
+    with pytest.raises(RuntimeError):
+        build_dataset(load_recipe(path), out)
+    assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".ds")] == []
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"span": {"negativ_rate": 0.2}},
+            r"field 'data\.span\.negativ_rate': unknown key \(did you mean 'negative_rate'\?\)",
+        ),
+        (
+            {"span": {"fraction": 1.5}},
+            r"field 'data\.span\.fraction': Input should be less than or equal to 1",
+        ),
+        ({"document": {"fraction": -0.1}}, r"field 'data\.document\.fraction'"),
+        ({"train": [{"demo": {"spilt": "train"}}]}, r"field 'data\.train': item 0: demo\.spilt: unknown key"),
+    ],
+)
+def test_bad_recipes_fail_with_the_key_named(tmp_path, tiny_model, demo_corpus, change, message) -> None:
+    with pytest.raises(SclError, match=message):
+        load_recipe(write_recipe(tmp_path, tiny_model, demo_corpus, **change))
+
+
+def test_window_smaller_than_a_quote(tmp_path: Path, tiny_model: Path, demo_corpus: Path) -> None:
+    quote = "acute on chronic systolic and diastolic congestive heart failure with reduced ejection fraction"
+    note = {
+        "id": "long",
+        "text": f"Assessment: {quote}. Plan: diuresis.",
+        "evidence": [{"begin": 12, "end": 12 + len(quote), "code": "I50.9"}],
+    }
+    (tmp_path / "notes.jsonl").write_text(json.dumps(note) + "\n")
+    path = write_recipe(tmp_path, tiny_model, demo_corpus, train=[str(tmp_path / "notes.jsonl")], validation=[])
+    recipe = load_recipe(path, ["windows.max_tokens=32", "windows.overlap_tokens=0"])
+    with pytest.raises(SclError, match=r"windows\.max_tokens \(32\) is smaller than the quote of I50\.9 in note long"):
+        build_dataset(recipe, tmp_path / "ds")
+
+
+def test_not_a_dataset_dir(tmp_path: Path) -> None:
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "file.txt").write_text("x")
+    with pytest.raises(SclError, match="not a dataset written by `sclcoder data build`"):
+        open_dataset(tmp_path / "junk")
