@@ -64,7 +64,7 @@ def parse_answer(raw: str) -> tuple[dict[str, Any] | None, list[str]]:
 
 def make_answer(code_quotes: Iterable[tuple[str, list[str]]]) -> dict[str, Any]:
     """A training target from (code, quotes) pairs, in the order given; raises if it breaks the schema."""
-    answer = {"codes": [{"code": code, "evidence": list(quotes)} for code, quotes in code_quotes]}
+    answer = {"codes": [{"evidence": list(quotes), "code": code} for code, quotes in code_quotes]}
     errors = answer_errors(answer)
     if errors:
         raise SclError(f"training target breaks the answer schema: {errors[0]}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ from sclcoder.examples import (
 )
 from sclcoder.files import atomic_dir, require_dir
 from sclcoder.progress import bar
-from sclcoder.prompts import Renderer, load_prompt
+from sclcoder.prompts import PROMPT_FILE, Renderer, load_prompt, resource_path
 from sclcoder.recipe import DataSection, DemoSource, JsonlSource, MdaceSource, Recipe, Source, recipe_dict
 
 FORMAT = "sclcoder-sft/1"
@@ -55,13 +56,10 @@ def read_source(source: Source, system: CodeSystem) -> list[Document]:
     if isinstance(source, JsonlSource):
         docs = list(read_documents(source.jsonl, default_system=system))
     elif isinstance(source, DemoSource):
-        from sclcoder.demo import generate_demo, read_demo
+        from sclcoder.demo import ensure_demo, read_demo
 
         spec = source.demo
-        corpus = Path(spec.corpus)
-        if not (corpus / "NOTEEVENTS.csv").exists():
-            generate_demo(corpus, n_charts=spec.charts, seed=spec.seed)
-        docs = read_demo(corpus, split=spec.split)
+        docs = read_demo(ensure_demo(spec.corpus, n_charts=spec.charts, seed=spec.seed), split=spec.split)
     elif isinstance(source, MdaceSource):
         from sclcoder.readers import read_mdace
 
@@ -354,6 +352,7 @@ def build_dataset(
         DatasetDict(
             {"train": Dataset.from_list(train_rows), "validation": Dataset.from_list(val_rows or [])}
         ).save_to_disk(str(tmp / "hf"))
+        shutil.copyfile(resource_path(data.prompt), tmp / PROMPT_FILE)
         (tmp / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
         (tmp / "build.json").write_text(json.dumps(build, indent=2) + "\n")
     return BuildResult(out, stats)

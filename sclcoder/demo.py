@@ -33,6 +33,7 @@ from sclcoder.files import atomic_dir
 from sclcoder.readers import DISCHARGE, ReadReport, read_mdace
 
 SPLITS = ("train", "val", "test")
+GENERATOR_VERSION = 2  # bump when the generator changes: corpora written by another version are rebuilt
 DEMO_ANNOTATIONS = Path("data/Inpatient/ICD-10/1.0")
 
 
@@ -440,6 +441,53 @@ CONDITIONS: tuple[Condition, ...] = (
 )
 
 BY_CODE = {c.code: c for c in CONDITIONS}
+# Most to least common, as in inpatient coding: a few codes carry most of the volume and a long tail is
+# rare (which is what makes macro-F1 hard and what synthesised spans are for). Sampling weight ~ 1/rank.
+PREVALENCE = [
+    "I10",
+    "E78.5",
+    "E11.9",
+    "I25.10",
+    "K21.9",
+    "N18.9",
+    "I48.91",
+    "F32.A",
+    "E03.9",
+    "E66.9",
+    "J44.9",
+    "D64.9",
+    "F41.9",
+    "G47.33",
+    "I50.9",
+    "M19.90",
+    "J45.909",
+    "N40.0",
+    "F03.90",
+    "M81.0",
+    "F10.20",
+    "E55.9",
+    "G40.909",
+    "J18.9",
+    "N17.9",
+    "A41.9",
+    "N39.0",
+    "E87.1",
+    "J96.01",
+    "E86.0",
+    "R07.9",
+    "E87.6",
+    "I63.9",
+    "K92.2",
+    "R55",
+    "I26.99",
+    "L03.90",
+    "I82.409",
+    "K59.00",
+    "I95.9",
+    "R50.9",
+    "K85.90",
+]
+_RANK = {code: i for i, code in enumerate(PREVALENCE)}
 # Conditions that travel with another one (anticoagulation with AF/VTE, insulin with diabetes).
 COMPANIONS = {"I48.91": "Z79.01", "I26.99": "Z79.01", "I82.409": "Z79.01", "E11.9": "Z79.4"}
 _COMPANION_ONLY = set(COMPANIONS.values())
@@ -545,6 +593,18 @@ _EXAM = (
 )
 
 
+def _weighted_sample(rng: random.Random, pool: list[Condition], k: int) -> list[Condition]:
+    """k distinct conditions, each draw weighted by 1 / prevalence rank within the pool."""
+    ranked = sorted(pool, key=lambda c: _RANK[c.code])
+    weights = [1.0 / (i + 1) for i in range(len(ranked))]
+    out = []
+    for _ in range(min(k, len(ranked))):
+        i = rng.choices(range(len(ranked)), weights=weights)[0]
+        out.append(ranked.pop(i))
+        weights.pop(i)
+    return out
+
+
 def _mention(rng: random.Random, cond: Condition) -> str:
     return rng.choice(cond.names)
 
@@ -558,8 +618,8 @@ def _chart(rng: random.Random) -> list[_Note]:
     chronic_pool = [
         c for c in CONDITIONS if not c.acute and c.code not in _COMPANION_ONLY | _SPECIAL and c.sex in (None, sex)
     ]
-    acute = rng.sample(acute_pool, rng.choice([1, 1, 1, 2, 2, 3]))
-    chronic = rng.sample(chronic_pool, rng.randint(1, 6))
+    acute = _weighted_sample(rng, acute_pool, rng.choice([1, 1, 1, 2, 2, 3]))
+    chronic = _weighted_sample(rng, chronic_pool, rng.randint(1, 6))
     extras: list[Condition] = []
     for cond in acute + chronic:
         companion = COMPANIONS.get(cond.code)
@@ -856,6 +916,8 @@ def generate_demo(out_dir: str | PathLike[str], *, n_charts: int = 300, seed: in
             (tmp / "splits" / f"demo-{name}.csv").write_text(
                 "".join(f"{h}\n" for h in sorted(split_ids[name])), encoding="utf-8"
             )
+        manifest = {"generator_version": GENERATOR_VERSION, "charts": n_charts, "seed": seed}
+        (tmp / "demo.json").write_text(json.dumps(manifest) + "\n", encoding="utf-8")
         (tmp / "README.md").write_text(
             f"Synthetic sclcoder demo corpus (seed {seed}, {n_charts} admissions). Not patient data.\n"
             "Read it with the MDACE reader, e.g.\n\n"
@@ -893,3 +955,29 @@ def read_demo(
         categories=None if all_categories else (DISCHARGE,),
         report=report,
     )
+
+
+def ensure_demo(corpus: str | PathLike[str], *, n_charts: int = 300, seed: int = 13) -> Path:
+    """The demo corpus at `corpus`, generated when missing or written by an older generator.
+
+    A corpus of this generator but another size or seed is an error rather than overwritten: results
+    computed on it would silently stop being comparable.
+    """
+    root = Path(corpus)
+    want = {"generator_version": GENERATOR_VERSION, "charts": n_charts, "seed": seed}
+    try:
+        have = json.loads((root / "demo.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        have = None
+    if have == want:
+        return root
+    if have and have.get("generator_version") == GENERATOR_VERSION:
+        raise SclError(
+            f"this demo corpus has {have.get('charts')} charts with seed {have.get('seed')}, the recipe asks for "
+            f"{n_charts} with seed {seed}; point demo.corpus at another directory or delete this one",
+            path=root / "demo.json",
+        )
+    if root.exists() and any(root.iterdir()) and not (root / "NOTEEVENTS.csv").is_file():
+        raise SclError("exists and is not a demo corpus; refusing to overwrite it", path=root)
+    generate_demo(root, n_charts=n_charts, seed=seed)
+    return root

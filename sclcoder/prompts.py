@@ -23,6 +23,8 @@ from sclcoder.errors import SclError
 from sclcoder.files import require_file
 
 DEFAULT_PROMPT = "prompts/evidence-coding-v1.yaml"
+PROMPT_FILE = "prompt.yaml"
+"""The exact template file, copied into every dataset and adapter: predict renders what training rendered."""
 
 
 def resource_path(relative: str | PathLike[str]) -> Path:

@@ -42,7 +42,9 @@ def mdace_notes(mdace_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tu
     """A NOTEEVENTS.csv with generated text for every note MDACE annotates, plus unrelated rows."""
     rng = random.Random(1234)
     needed: dict[int, int] = {}
-    for path in sorted((mdace_dir / "data").glob("*/*/*/*.json")):
+    # the authors' baseline predictions mark offsets in the same notes (and in a few the coders left empty)
+    charts = [*(mdace_dir / "data").glob("*/*/*/*.json"), *(mdace_dir / "predictions").glob("*/*/*/*/*.json")]
+    for path in sorted(charts):
         for note in json.loads(path.read_text())["notes"]:
             end = max([a["end"] for a in note["annotations"]] + [0])
             needed[note["note_id"]] = max(needed.get(note["note_id"], 0), end)
@@ -58,12 +60,16 @@ def mdace_notes(mdace_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tu
     return out, texts
 
 
+# The session demo corpus; recipes that point at it must say so, or ensure_demo refuses the mismatch.
+DEMO_CHARTS, DEMO_SEED = 80, 7
+
+
 @pytest.fixture(scope="session")
 def demo_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from sclcoder.demo import generate_demo
 
     out = tmp_path_factory.mktemp("demo") / "corpus"
-    generate_demo(out, n_charts=80, seed=7)
+    generate_demo(out, n_charts=DEMO_CHARTS, seed=DEMO_SEED)
     return out
 
 
@@ -86,8 +92,20 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def vllm_server(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
-    """vLLM's own OpenAI-compatible server with the tiny model, on loopback, once per session."""
+def tiny_adapter(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, demo_corpus: Path) -> Path:
+    """A LoRA adapter on the tiny model, trained on the demo corpus for 30 steps (shared by many tests)."""
+    from sclcoder.recipe import load_recipe
+    from sclcoder.train import train
+    from tests.test_train import tiny_recipe
+
+    tmp = tmp_path_factory.mktemp("adapter")
+    return train(load_recipe(tiny_recipe(tmp, tiny_model, demo_corpus))).adapter_dir
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tiny_model: Path, tiny_adapter: Path, tmp_path_factory: pytest.TempPathFactory):
+    """vLLM's own OpenAI-compatible server on loopback, once per session: the tiny model as `tiny` and the
+    tiny adapter as `adapter`."""
     from sclcoder.engine import ServerSpec, start_server, stop_server, wait_until_ready
 
     log = tmp_path_factory.mktemp("vllm") / "server.log"
@@ -98,6 +116,9 @@ def vllm_server(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
         max_model_len=2048,
         dtype="float32",
         enforce_eager=True,
+        lora_name="adapter",
+        lora_path=str(tiny_adapter),
+        max_lora_rank=8,
     )
     proc = start_server(spec, log)
     try:
@@ -105,3 +126,15 @@ def vllm_server(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
         yield spec
     finally:
         stop_server(proc)
+
+
+@pytest.fixture(scope="session")
+def vllm_engine(tiny_model: Path):
+    """vLLM's in-process engine on the tiny model with LoRA enabled, started once per session."""
+    from sclcoder.engine import VllmEngine
+
+    engine = VllmEngine(
+        str(tiny_model), max_model_len=2048, dtype="float32", max_lora_rank=8, enforce_eager=True, cpu_kv_cache_gb=1
+    )
+    yield engine
+    engine.close()

@@ -17,12 +17,13 @@ from sclcoder.errors import SclError
 from sclcoder.prompts import Renderer, load_prompt
 from sclcoder.recipe import load_recipe
 from sclcoder.windows import split_windows
+from tests.conftest import DEMO_CHARTS, DEMO_SEED
 
 
 def write_recipe(tmp_path: Path, model: Path, corpus: Path, **data_overrides) -> Path:
     data = {
-        "train": [{"demo": {"split": "train", "corpus": str(corpus)}}],
-        "validation": [{"demo": {"split": "val", "corpus": str(corpus)}}],
+        "train": [{"demo": {"split": "train", "corpus": str(corpus), "charts": DEMO_CHARTS, "seed": DEMO_SEED}}],
+        "validation": [{"demo": {"split": "val", "corpus": str(corpus), "charts": DEMO_CHARTS, "seed": DEMO_SEED}}],
         "span": {"fraction": 1.0, "context": "tokens", "context_size": 16, "negative_rate": 0.5},
         "document": {"fraction": 0.3},
         "synthesis": {

@@ -7,9 +7,13 @@ import re
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from sclcoder import codes
-from sclcoder.demo import BY_CODE, CONDITIONS, demo_paths, generate_demo, read_demo
+from sclcoder.demo import BY_CODE, CONDITIONS, demo_paths, ensure_demo, generate_demo, read_demo
+from sclcoder.errors import SclError
 from sclcoder.readers import ReadReport, read_mdace
+from tests.conftest import DEMO_CHARTS
 
 
 def _tree(root: Path) -> dict[str, bytes]:
@@ -80,4 +84,19 @@ def test_read_through_the_mdace_reader_with_splits(demo_corpus: Path) -> None:
     assert not (hadm[0] & hadm[1]) and not (hadm[0] & hadm[2]) and not (hadm[1] & hadm[2])
     discharge = read_demo(demo_corpus)
     assert all(d.meta["category"] == "Discharge summary" for d in discharge)
-    assert len(discharge) == 80 and len(all_docs) > 80  # some admissions carry a radiology report
+    assert len(discharge) == DEMO_CHARTS and len(all_docs) > DEMO_CHARTS  # some admissions carry a radiology report
+
+
+def test_ensure_demo_generates_once_and_never_overwrites_a_different_corpus(tmp_path: Path) -> None:
+    root = ensure_demo(tmp_path / "corpus", n_charts=12, seed=2)
+    stamp = (root / "NOTEEVENTS.csv").stat().st_mtime_ns
+    assert ensure_demo(root, n_charts=12, seed=2) == root
+    assert (root / "NOTEEVENTS.csv").stat().st_mtime_ns == stamp
+    with pytest.raises(SclError, match="12 charts with seed 2"):
+        ensure_demo(root, n_charts=30, seed=2)
+    assert len(read_demo(root)) == 12
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(SclError, match="not a demo corpus"):
+        ensure_demo(tmp_path / "mine")
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"

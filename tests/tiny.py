@@ -32,7 +32,7 @@ def build_tiny_model(out: Path, corpus: Iterable[str], *, vocab_size: int = 1024
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size, special_tokens=SPECIALS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
     )
-    extra = ['{"codes":[{"code":"E11.9","evidence":["x"]}]}', "ICD-10-CM codes verbatim evidence JSON"]
+    extra = ['{"codes":[{"evidence":["x"],"code":"E11.9"}]}', "ICD-10-CM codes verbatim evidence JSON"]
     tok.train_from_iterator([*corpus, *extra], trainer)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=tok,

@@ -1,0 +1,368 @@
+"""`sclcoder train RECIPE`: LoRA / QLoRA supervised fine-tuning with TRL and PEFT, optionally under DeepSpeed.
+
+Read it top to bottom: recipe in; dataset, tokenizer, SFTConfig, model, LoRA config and SFTTrainer built in
+plain sight; train; save the adapter with what predict and eval need to trust it (recipe, prompt version,
+dataset stats, the code list it was trained on). The same code runs one CPU process and many GPUs under
+`accelerate launch`, `torchrun` or the `deepspeed` launcher: the launchers set the process group, TRL and
+DeepSpeed do the distribution. Loss covers the answer only (prompt/completion data).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sclcoder import __version__
+from sclcoder.backbones import load_tokenizer, resolve_model
+from sclcoder.build import BuiltDataset, build_dataset, default_dataset_dir, open_dataset
+from sclcoder.engine import has_gpu
+from sclcoder.errors import SclError
+from sclcoder.files import atomic_dir, write_json_atomic
+from sclcoder.prompts import PROMPT_FILE
+from sclcoder.recipe import Recipe, recipe_dict
+
+log = logging.getLogger("sclcoder")
+ADAPTER_DIR = "adapter"
+METADATA = "sclcoder.json"
+
+
+@dataclass
+class TrainResult:
+    adapter_dir: Path
+    metrics: dict[str, Any]
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def torch_dtype(name: str) -> Any:
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if has_gpu() and torch.cuda.is_bf16_supported() else torch.float32
+    return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[name]
+
+
+def adapter_dir(recipe: Recipe) -> Path:
+    return Path(recipe.train.output_dir) / ADAPTER_DIR
+
+
+def checkpoints(output_dir: Path) -> list[Path]:
+    found = [p for p in output_dir.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
+
+
+def check_output_dir(recipe: Recipe, *, resume: bool, overwrite: bool) -> None:
+    """A finished run is never trained over by accident; an unfinished one is resumed or restarted on request."""
+    out = Path(recipe.train.output_dir)
+    finished = (out / ADAPTER_DIR / METADATA).exists()
+    if resume and overwrite:
+        raise SclError("--resume continues a run and --overwrite restarts it: choose one")
+    if finished and not overwrite:
+        raise SclError(
+            "holds a finished run", path=out, hint="pass --overwrite to train again, or change train.output_dir"
+        )
+    if resume and not checkpoints(out):
+        raise SclError("no checkpoint to resume from", path=out, hint=f"expected {out}/checkpoint-N")
+    if not resume and checkpoints(out) and not overwrite:
+        raise SclError(
+            "holds checkpoints of an unfinished run", path=out, hint="pass --resume to continue it or --overwrite"
+        )
+    if overwrite and out.exists() and is_main_process():
+        for item in [*checkpoints(out), out / ADAPTER_DIR]:
+            shutil.rmtree(item, ignore_errors=True)
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _dataset_matches(ds: BuiltDataset, recipe: Recipe) -> bool:
+    built = ds.build["recipe"]
+    now = recipe_dict(recipe)
+    return built["data"] == now["data"] and built["windows"] == now["windows"] and built["model"] == now["model"]
+
+
+def ensure_dataset(recipe: Recipe) -> BuiltDataset:
+    """The recipe's dataset: `data.dataset_dir` as built, else built (or reused if current) in output_dir."""
+    if recipe.data.dataset_dir:
+        return open_dataset(recipe.data.dataset_dir)
+    from accelerate import PartialState
+
+    path = default_dataset_dir(recipe)
+    # The main process builds; the others wait, then read what it wrote.
+    with PartialState().main_process_first():
+        if (path / "build.json").exists():
+            ds = open_dataset(path)
+            if _dataset_matches(ds, recipe):
+                return ds
+        if is_main_process():
+            build_dataset(recipe, path)
+    return open_dataset(path)
+
+
+def check_quantization(recipe: Recipe) -> None:
+    if recipe.quantization.enabled and importlib.util.find_spec("bitsandbytes") is None:
+        bits = "4-bit" if recipe.quantization.load_in_4bit else "8-bit"
+        raise SclError(
+            f"{bits} loading needs bitsandbytes, which is not installed",
+            field="quantization",
+            hint="pip install bitsandbytes",
+        )
+
+
+def sft_config(recipe: Recipe, *, has_eval: bool) -> Any:
+    """TRL's SFTConfig from the recipe's train section (names match one to one)."""
+    from trl import SFTConfig
+
+    t = recipe.train
+    if t.eval_strategy != "no" and not has_eval:
+        raise SclError("eval_strategy is set but the dataset has no validation examples", field="train.eval_strategy")
+    gpu = has_gpu()
+    bf16 = t.bf16 if t.bf16 is not None else _bf16_ok()
+    return SFTConfig(
+        output_dir=t.output_dir,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler_type,
+        warmup_steps=t.warmup_steps,
+        num_train_epochs=t.num_train_epochs,
+        max_steps=t.max_steps,
+        per_device_train_batch_size=t.per_device_train_batch_size,
+        per_device_eval_batch_size=t.per_device_eval_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        max_length=t.max_length,
+        packing=t.packing,
+        train_sampling_strategy=t.train_sampling_strategy,
+        gradient_checkpointing=t.gradient_checkpointing,
+        eval_strategy=t.eval_strategy,
+        eval_steps=t.eval_steps,
+        save_strategy=t.save_strategy,
+        save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit,
+        logging_steps=t.logging_steps,
+        seed=t.seed,
+        data_seed=t.seed,
+        report_to=t.report_to,
+        bf16=bf16,
+        use_cpu=not gpu,
+        optim=t.optim,
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        dataloader_num_workers=t.dataloader_num_workers,
+        completion_only_loss=True,  # prompt/completion data: the loss covers the answer only
+        deepspeed=recipe.deepspeed_config(),
+        disable_tqdm=not _terminal(),
+    )
+
+
+def _bf16_ok() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+
+
+def _terminal() -> bool:
+    from sclcoder.progress import console
+
+    return console.is_terminal
+
+
+def load_model(recipe: Recipe) -> Any:
+    """The base model, quantised with bitsandbytes when the recipe asks for it."""
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    q = recipe.quantization
+    kwargs: dict[str, Any] = {"dtype": torch_dtype(recipe.model.dtype)}
+    if recipe.model.attn_implementation:
+        kwargs["attn_implementation"] = recipe.model.attn_implementation
+    if q.enabled:
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=q.load_in_4bit,
+            load_in_8bit=q.load_in_8bit,
+            bnb_4bit_quant_type=q.bnb_4bit_quant_type,
+            bnb_4bit_use_double_quant=q.bnb_4bit_use_double_quant,
+            bnb_4bit_compute_dtype=torch_dtype(q.bnb_4bit_compute_dtype),
+        )
+    return AutoModelForCausalLM.from_pretrained(resolve_model(recipe.model.model_name_or_path), **kwargs)
+
+
+def lora_config(recipe: Recipe) -> Any:
+    from peft import LoraConfig
+
+    lo = recipe.lora
+    return LoraConfig(
+        r=lo.r,
+        lora_alpha=lo.lora_alpha,
+        lora_dropout=lo.lora_dropout,
+        target_modules=lo.target_modules,
+        bias=lo.bias,
+        use_rslora=lo.use_rslora,
+        task_type="CAUSAL_LM",
+    )
+
+
+def fitting_examples(split: Any, max_length: int, name: str) -> Any:
+    """The prompt/completion pairs that fit max_length, with a warning naming how many did not.
+
+    Truncation would cut the answer, teaching the model JSON that never closes; dropping is the lesser harm
+    and the count tells the user to raise max_length or shorten windows.
+    """
+    fits = [
+        i
+        for i, r in enumerate(zip(split["prompt_tokens"], split["completion_tokens"], strict=True))
+        if sum(r) <= max_length
+    ]
+    if len(fits) < len(split):
+        log.warning(
+            "%d of %d %s examples are longer than train.max_length=%d tokens and are left out "
+            "(raise max_length or lower windows.max_tokens)",
+            len(split) - len(fits),
+            len(split),
+            name,
+            max_length,
+        )
+        split = split.select(fits)
+    return split.select_columns(["prompt", "completion"])
+
+
+# --------------------------------------------------------------------------------------------- train
+
+
+def build_trainer(recipe: Recipe, dataset: BuiltDataset) -> Any:
+    """Tokenizer, SFTConfig, model, LoRA config and SFTTrainer, in that order."""
+    from trl import SFTTrainer
+
+    splits = dataset.load()
+    train_set = fitting_examples(splits["train"], recipe.train.max_length, "training")
+    eval_set = fitting_examples(splits["validation"], recipe.train.max_length, "validation") or None
+    if not len(train_set):
+        raise SclError("no training example fits train.max_length", field="train.max_length", path=dataset.path)
+
+    # the tokenizer, with the pad token and chat template the dataset was rendered with
+    tokenizer = load_tokenizer(recipe.model.tokenizer or recipe.model.model_name_or_path, recipe.model.chat_template)
+
+    # training arguments come first: under DeepSpeed ZeRO-3 they must exist before the model is created
+    args = sft_config(recipe, has_eval=eval_set is not None)
+
+    # the model (optionally 4/8-bit) and the LoRA adapter TRL wraps around it
+    model = load_model(recipe)
+    peft_config = lora_config(recipe)
+
+    return SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=eval_set,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
+
+
+def train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> TrainResult:
+    """Fine-tune the recipe's model on its dataset and save the adapter (see the module docstring)."""
+    check_output_dir(recipe, resume=resume, overwrite=overwrite)
+    check_quantization(recipe)
+    if recipe.train.torch_threads:
+        import torch
+
+        torch.set_num_threads(recipe.train.torch_threads)
+
+    # the SCL mixture written by `data build` (built here when the recipe names no dataset)
+    dataset = ensure_dataset(recipe)
+    trainer = build_trainer(recipe, dataset)
+
+    # train, continuing from the last checkpoint with --resume
+    result = trainer.train(resume_from_checkpoint=True if resume else None)
+    metrics = dict(result.metrics)
+    if trainer.eval_dataset is not None and recipe.train.eval_strategy != "no":
+        metrics.update(trainer.evaluate())
+
+    # save the adapter, and what predict and eval need to trust it, in one atomic step
+    out = adapter_dir(recipe)
+    staging = out.parent / ".adapter-staging"
+    trainer.save_model(str(staging))  # every rank takes part: ZeRO-3 gathers the weights here
+    if trainer.is_world_process_zero():
+        with atomic_dir(out) as tmp:
+            for item in staging.iterdir():
+                shutil.move(str(item), tmp / item.name)
+            trainer.processing_class.save_pretrained(tmp)
+            shutil.copyfile(dataset.path / PROMPT_FILE, tmp / PROMPT_FILE)
+            write_json_atomic(tmp / METADATA, adapter_metadata(recipe, dataset, metrics, trainer))
+        shutil.rmtree(staging, ignore_errors=True)
+    return TrainResult(out, metrics)
+
+
+def adapter_metadata(recipe: Recipe, dataset: BuiltDataset, metrics: dict[str, Any], trainer: Any) -> dict[str, Any]:
+    history = [h for h in trainer.state.log_history if "loss" in h]
+    return {
+        "format": "sclcoder-adapter/1",
+        "sclcoder_version": __version__,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "base_model": recipe.model.model_name_or_path,
+        "base_model_path": resolve_model(recipe.model.model_name_or_path),
+        "prompt": dataset.build["prompt"],
+        "code_system": dataset.build["code_system"],
+        "windows": dataset.build["windows"],
+        "codes": dataset.build["codes"],
+        "dataset": {"path": str(dataset.path), "stats": dataset.stats},
+        "recipe": recipe_dict(recipe),
+        "metrics": metrics,
+        "loss_history": [{"step": h["step"], "loss": h["loss"]} for h in history],
+    }
+
+
+@dataclass
+class Adapter:
+    path: Path
+    meta: dict[str, Any]
+
+    @property
+    def base_model(self) -> str:
+        return self.meta["base_model_path"]
+
+    @property
+    def lora_rank(self) -> int:
+        return int(self.meta["recipe"]["lora"]["r"])
+
+    def merged(self) -> Path:
+        """The adapter merged into its base model, as a plain model folder (made once, kept beside it)."""
+        target = self.path / "merged"
+        if (target / "config.json").exists():
+            return target
+        import torch
+        from peft import PeftModel
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        base = AutoModelForCausalLM.from_pretrained(self.base_model, dtype=torch.float32)
+        dtype = base.config.dtype if isinstance(base.config.dtype, torch.dtype) else torch.float32
+        model = PeftModel.from_pretrained(base, self.path).merge_and_unload().to(dtype)
+        with atomic_dir(target) as tmp:
+            model.save_pretrained(tmp)
+            AutoTokenizer.from_pretrained(self.path).save_pretrained(tmp)
+        return target
+
+
+def open_adapter(path: str | os.PathLike[str]) -> Adapter:
+    """An adapter directory written by `sclcoder train` (its metadata checked)."""
+    p = Path(path)
+    if (p / ADAPTER_DIR / METADATA).exists():  # the run's output_dir was given
+        p = p / ADAPTER_DIR
+    if not p.is_dir():
+        raise SclError("adapter directory not found", path=p)
+    try:
+        meta = json.loads((p / METADATA).read_text())
+    except (OSError, json.JSONDecodeError):
+        raise SclError(f"not an adapter written by `sclcoder train` (no readable {METADATA})", path=p) from None
+    if meta.get("format") != "sclcoder-adapter/1":
+        raise SclError(f"unknown adapter format {meta.get('format')!r}", path=p)
+    if meta["base_model"] != meta["base_model_path"]:
+        # embedded backbones live in the local cache: prepare them again on a new machine
+        meta["base_model_path"] = resolve_model(meta["base_model"])
+    return Adapter(p, meta)

@@ -1,0 +1,219 @@
+"""Training with the real engines (TRL, PEFT, bitsandbytes, DeepSpeed) on a tiny random Llama, on CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from sclcoder.cli import app
+from sclcoder.errors import SclError
+from sclcoder.recipe import load_recipe
+from sclcoder.train import build_trainer, ensure_dataset, open_adapter, train
+from tests.test_build import write_recipe
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_recipe(tmp_path: Path, tiny_model: Path, demo_corpus: Path, name: str = "run", **train_overrides) -> Path:
+    path = write_recipe(
+        tmp_path,
+        tiny_model,
+        demo_corpus,
+        span={"fraction": 0.3, "negative_rate": 0.2},
+        document={"fraction": 0.1},
+        synthesis={"offline_fallback": False},
+    )
+    recipe = yaml.safe_load(path.read_text())
+    recipe["lora"] = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.0, "target_modules": "all-linear"}
+    recipe["train"] = {
+        "output_dir": str(tmp_path / name),
+        "learning_rate": 3e-3,
+        "max_steps": 30,
+        "per_device_train_batch_size": 4,
+        "max_length": 512,
+        "logging_steps": 1,
+        "save_steps": 1000,
+        "warmup_steps": 0,
+        "seed": 1,
+        **train_overrides,
+    }
+    recipe["data"]["dataset_dir"] = None
+    out = tmp_path / f"{name}.yaml"
+    out.write_text(yaml.safe_dump(recipe))
+    return out
+
+
+def test_lora_sft_lowers_the_loss_and_the_adapter_reloads(tiny_adapter: Path, tiny_model: Path) -> None:
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    adapter = open_adapter(tiny_adapter)
+    losses = [h["loss"] for h in adapter.meta["loss_history"]]
+    assert len(losses) == 30
+    assert sum(losses[-5:]) < 0.85 * sum(losses[:5])  # a random tiny model: a clear fall, not convergence
+    assert adapter.meta["prompt"]["name"] == "evidence-coding" and adapter.meta["codes"]
+    assert (tiny_adapter / "adapter_config.json").exists()
+
+    tok = AutoTokenizer.from_pretrained(tiny_adapter)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model)
+    model = PeftModel.from_pretrained(base, tiny_adapter)
+    # the saved weights are the trained ones: LoRA B starts at zero and must have moved
+    b = [p for n, p in model.named_parameters() if "lora_B" in n]
+    assert b and all(p.abs().sum() > 0 for p in b)
+    prompt = tok.apply_chat_template([{"role": "user", "content": "HTN"}], tokenize=False, add_generation_prompt=True)
+    ids = tok(prompt, return_tensors="pt", add_special_tokens=False)
+    out = model.generate(**ids, max_new_tokens=5, do_sample=False)
+    assert out.shape[1] > ids["input_ids"].shape[1]
+
+
+def test_labels_mask_everything_but_the_answer(tmp_path: Path, tiny_model: Path, demo_corpus: Path) -> None:
+    recipe = load_recipe(tiny_recipe(tmp_path, tiny_model, demo_corpus))
+    dataset = ensure_dataset(recipe)
+    trainer = build_trainer(recipe, dataset)
+    rows = dataset.load()["train"]
+    batch = next(iter(trainer.get_train_dataloader()))
+    tok = trainer.processing_class
+    for input_ids, labels in zip(batch["input_ids"], batch["labels"], strict=True):
+        learned = tok.decode(input_ids[labels != -100])
+        text = tok.decode(input_ids[input_ids != tok.pad_token_id])
+        row = next(r for r in rows if text.startswith(r["prompt"]) or r["prompt"] in text)
+        assert learned == row["completion"]  # the JSON answer and the end-of-turn token, nothing of the prompt
+        assert learned.endswith(tok.eos_token) and learned.startswith('{"codes":')
+
+
+def test_qlora_4bit_trains_on_cpu(tmp_path: Path, tiny_model: Path, demo_corpus: Path) -> None:
+    path = tiny_recipe(tmp_path, tiny_model, demo_corpus, max_steps=4)
+    recipe = load_recipe(path, ["quantization.load_in_4bit=true", "quantization.bnb_4bit_compute_dtype=float32"])
+    result = train(recipe)
+    meta = open_adapter(result.adapter_dir).meta
+    assert meta["recipe"]["quantization"]["load_in_4bit"] is True
+    assert all(torch.isfinite(torch.tensor(h["loss"])) for h in meta["loss_history"])
+    weights = load_file(result.adapter_dir / "adapter_model.safetensors")
+    assert weights and all(t.abs().sum() > 0 for k, t in weights.items() if "lora_B" in k)
+
+
+def test_bitsandbytes_missing_is_one_clear_error(tmp_path, tiny_model, demo_corpus, monkeypatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else real(name, *a)
+    )
+    recipe = load_recipe(tiny_recipe(tmp_path, tiny_model, demo_corpus), ["quantization.load_in_4bit=true"])
+    with pytest.raises(SclError, match="4-bit loading needs bitsandbytes"):
+        train(recipe)
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = os.environ.copy()
+    env.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "sclcoder" / "torch_extensions"))
+    env.update(extra)
+    return env
+
+
+def test_deepspeed_zero3_one_process_on_gloo(tmp_path: Path, tiny_model: Path, demo_corpus: Path) -> None:
+    from tests.conftest import free_port
+
+    path = tiny_recipe(tmp_path, tiny_model, demo_corpus, max_steps=4)
+    data = yaml.safe_load(path.read_text())
+    data["deepspeed"] = str(REPO / "recipes" / "deepspeed" / "zero3.json")
+    path.write_text(yaml.safe_dump(data))
+    env = _env(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), RANK="0", LOCAL_RANK="0", WORLD_SIZE="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "sclcoder.cli", "train", str(path)], env=env, capture_output=True, text=True, timeout=900
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    adapter = open_adapter(tmp_path / "run")
+    assert adapter.meta["recipe"]["deepspeed"].endswith("zero3.json")
+    # consolidated on save: full LoRA matrices, not the empty shards ZeRO-3 keeps per rank
+    weights = load_file(adapter.path / "adapter_model.safetensors")
+    a = [t for k, t in weights.items() if "lora_A" in k]
+    assert a and all(t.shape[0] == 8 and t.shape[1] in (256, 512) for t in a)  # hidden or intermediate size
+
+
+def test_resume_continues_a_killed_run(tmp_path: Path, tiny_model: Path, demo_corpus: Path) -> None:
+    path = tiny_recipe(tmp_path, tiny_model, demo_corpus, max_steps=40, save_steps=4)
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sclcoder.cli", "train", str(path)],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 300
+    while not list(out.glob("checkpoint-*")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = max(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*"))
+    assert not (out / "adapter").exists()
+    recipe = load_recipe(path)
+    with pytest.raises(SclError, match="holds checkpoints of an unfinished run"):
+        train(recipe)
+    result = train(recipe, resume=True)
+    steps = [h["step"] for h in open_adapter(result.adapter_dir).meta["loss_history"]]
+    assert steps[-1] == 40 and killed_at < 40
+    assert steps == sorted(set(steps))  # the resumed run picks up after the checkpoint, no step twice
+    with pytest.raises(SclError, match="holds a finished run"):
+        train(recipe)
+    with pytest.raises(SclError, match="no checkpoint to resume from"):
+        train(load_recipe(path, [f"train.output_dir={tmp_path / 'other'}"]), resume=True)
+
+
+def test_dry_run_plans_llama8b_without_weights(monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(REPO)
+    cmd = ["train", "recipes/llama8b_scl.yaml", "--dry-run", "--devices", "8"]
+    result = CliRunner().invoke(app, cmd, env={"COLUMNS": "200"})  # one table row per line
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    cfg = yaml.safe_load((REPO / "recipes" / "llama8b_scl.yaml").read_text())["model"]["config"]
+    h, i, kv = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_key_value_heads"]
+    head = h // cfg["num_attention_heads"]
+    r = 16  # LoRA on every linear layer: r * (in + out) per projection
+    per_layer = r * ((h + h) * 2 + (h + kv * head) * 2 + (h + i) * 2 + (i + h))
+    assert f"{per_layer * cfg['num_hidden_layers']:,} trainable" in text
+    assert "8,030,261,248 total" in text  # the published size of Llama-3.1-8B
+    assert "DeepSpeed ZeRO-2" in text and "GiB" in text
+
+
+def test_bad_inputs(tmp_path: Path, tiny_model: Path, demo_corpus: Path) -> None:
+    path = tiny_recipe(tmp_path, tiny_model, demo_corpus)
+    (tmp_path / "junk").mkdir()
+    with pytest.raises(SclError, match="not a dataset written by `sclcoder data build`"):
+        train(load_recipe(path, [f"data.dataset_dir={tmp_path / 'junk'}"]))
+    (tmp_path / "ds.json").write_text('{"zero_optimization": {"stage": 3,}')
+    with pytest.raises(SclError, match=r"ds\.json:1: field 'deepspeed': DeepSpeed config does not parse"):
+        load_recipe(path, [f"deepspeed={tmp_path / 'ds.json'}"])
+    with pytest.raises(SclError, match=r"run\.yaml: field 'lora\.rank': unknown key \(did you mean 'r'\?\)"):
+        load_recipe(path, ["lora.rank=8"])
+
+
+@pytest.mark.slow
+def test_smollm2_cpu_recipe_trains_a_few_steps(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(REPO)
+    recipe = load_recipe(
+        "recipes/smollm2_cpu.yaml",
+        [
+            f"train.output_dir={tmp_path / 'smol'}",
+            "train.max_steps=3",
+            "train.logging_steps=1",
+            f"data.train=[{{demo: {{split: train, corpus: {tmp_path / 'c'}, charts: 40}}}}]",
+            "data.validation=[]",
+        ],
+    )
+    result = train(recipe)
+    meta = open_adapter(result.adapter_dir).meta
+    assert meta["base_model"] == "smollm2-135m" and len(meta["loss_history"]) == 3
+    assert json.loads((result.adapter_dir / "adapter_config.json").read_text())["r"] == 16
