@@ -133,3 +133,198 @@ def stop_server(proc: subprocess.Popen, timeout: float = 30) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+# ------------------------------------------------------------------------------------ generation
+
+
+@dataclass
+class Request:
+    """One window to code: token ids for the in-process engine, messages for an endpoint."""
+
+    prompt_ids: list[int]
+    messages: list[dict[str, str]]
+
+
+@dataclass
+class Generation:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str | None
+
+
+class VllmEngine:
+    """vLLM's offline `LLM`, started once and reused for many calls (start-up costs ~20 s on CPU)."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        max_model_len: int = 4096,
+        dtype: str = "auto",
+        max_lora_rank: int | None = 16,
+        tensor_parallel_size: int = 1,
+        gpu_memory_utilization: float = 0.9,
+        enforce_eager: bool = False,
+        cpu_kv_cache_gb: float = 2.0,
+        seed: int = 0,
+    ) -> None:
+        configure_env(cpu_kv_cache_gb)
+        from vllm import LLM
+
+        kwargs: dict = {
+            "model": model,
+            "max_model_len": max_model_len,
+            "dtype": dtype,
+            "enforce_eager": enforce_eager or not has_gpu(),
+            "tensor_parallel_size": tensor_parallel_size,
+            "structured_outputs_config": dict(STRUCTURED_OUTPUTS),
+            "seed": seed,
+        }
+        if max_lora_rank:
+            kwargs.update(enable_lora=True, max_lora_rank=lora_rank(max_lora_rank), max_loras=1)
+        if has_gpu():
+            kwargs["gpu_memory_utilization"] = gpu_memory_utilization
+        self.model = model
+        self.max_model_len = max_model_len
+        self.lora_enabled = bool(max_lora_rank)
+        self.llm = LLM(**kwargs)
+        self._lora_ids: dict[str, int] = {}
+
+    def _lora(self, path: str | None):  # type: ignore[no-untyped-def]
+        if not path:
+            return None
+        from vllm.lora.request import LoRARequest
+
+        lora_id = self._lora_ids.setdefault(path, len(self._lora_ids) + 1)
+        return LoRARequest(f"adapter-{lora_id}", lora_id, path)
+
+    def generate(
+        self,
+        requests: list[Request],
+        *,
+        schema: dict | None,
+        max_tokens: int,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        lora_path: str | None = None,
+    ) -> list[Generation]:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+        from vllm.sampling_params import StructuredOutputsParams
+
+        params = SamplingParams(
+            temperature=temperature,
+            top_p=top_p,
+            max_tokens=max_tokens,
+            structured_outputs=StructuredOutputsParams(json=schema) if schema is not None else None,
+        )
+        outs = self.llm.generate(
+            [TokensPrompt(prompt_token_ids=r.prompt_ids) for r in requests],
+            params,
+            use_tqdm=False,
+            lora_request=self._lora(lora_path),
+        )
+        return [
+            Generation(
+                o.outputs[0].text,
+                len(o.prompt_token_ids or []),
+                len(o.outputs[0].token_ids),
+                o.outputs[0].finish_reason,
+            )
+            for o in outs
+        ]
+
+    def sequence_logprobs(
+        self, sequences: list[list[int]], starts: list[int], lora_path: str | None = None
+    ) -> list[float]:
+        """Sum of log-probabilities of each sequence's tokens from `start` on, given what precedes them."""
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        params = SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=0.0)
+        outs = self.llm.generate(
+            [TokensPrompt(prompt_token_ids=s) for s in sequences],
+            params,
+            use_tqdm=False,
+            lora_request=self._lora(lora_path),
+        )
+        totals = []
+        for seq, start, out in zip(sequences, starts, outs, strict=True):
+            total = 0.0
+            for pos in range(start, len(seq)):
+                entry = out.prompt_logprobs[pos]
+                total += entry[seq[pos]].logprob
+            totals.append(total)
+        return totals
+
+    def close(self) -> None:
+        del self.llm
+
+
+class EndpointEngine:
+    """The same requests sent to an OpenAI-compatible server (`sclcoder serve`, a vLLM deployment)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str | None = None,
+        concurrency: int = 8,
+        timeout: float = 600.0,
+        max_retries: int = 3,
+    ) -> None:
+        from openai import OpenAI
+
+        self.model = model
+        self.concurrency = concurrency
+        self.client = OpenAI(
+            base_url=base_url,
+            api_key=api_key or os.environ.get("OPENAI_API_KEY", "not-needed"),
+            timeout=timeout,
+            max_retries=max_retries,
+        )
+        try:
+            self.client.models.list()
+        except Exception as exc:  # a down endpoint is one clear error, whatever the transport says
+            raise SclError(f"endpoint {base_url} is not reachable ({type(exc).__name__}: {exc})") from None
+
+    def generate(
+        self,
+        requests: list[Request],
+        *,
+        schema: dict | None,
+        max_tokens: int,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        lora_path: str | None = None,
+    ) -> list[Generation]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        fmt = {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}} if schema else None
+
+        def one(req: Request) -> Generation:
+            resp = self.client.chat.completions.create(
+                model=self.model,
+                messages=req.messages,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                top_p=top_p,
+                **({"response_format": fmt} if fmt else {}),
+            )
+            choice = resp.choices[0]
+            usage = resp.usage
+            return Generation(
+                choice.message.content or "",
+                usage.prompt_tokens if usage else 0,
+                usage.completion_tokens if usage else 0,
+                choice.finish_reason,
+            )
+
+        with ThreadPoolExecutor(self.concurrency) as pool:
+            return list(pool.map(one, requests))
+
+    def close(self) -> None:
+        self.client.close()

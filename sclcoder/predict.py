@@ -1,0 +1,350 @@
+"""`sclcoder predict NOTES.jsonl`: codes with evidence for every note, aligned back to character offsets.
+
+For each note: cut it into windows exactly as training cut documents (the adapter records how), render
+every window with the adapter's own prompt template, decode constrained to the answer schema (vLLM in
+process, or any OpenAI-compatible endpoint), validate every answer with jsonschema, union the codes of a
+note's windows, align every quote to `[begin, end)` in the note, normalise and check every code.
+
+Results are appended to the predictions JSONL as each batch of notes finishes and made durable at once;
+a run killed at any moment and started again with the same arguments skips the notes already written,
+so every note is written exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+from sclcoder import codes as codes_mod
+from sclcoder.align import Aligner
+from sclcoder.answer import answer_schema, parse_answer
+from sclcoder.codes import CodeSystem
+from sclcoder.engine import EndpointEngine, Generation, Request, VllmEngine, has_gpu
+from sclcoder.errors import CodeError, SclError, Skips
+from sclcoder.files import JsonlAppender, read_jsonl
+from sclcoder.progress import bar
+from sclcoder.prompts import PROMPT_FILE, PromptTemplate, Renderer, load_prompt
+from sclcoder.recipe import PredictSection
+from sclcoder.train import Adapter, open_adapter
+from sclcoder.windows import Window, split_windows
+
+log = logging.getLogger("sclcoder")
+
+
+@dataclass
+class Note:
+    id: str
+    text: str
+
+
+@dataclass
+class PredictReport:
+    output: Path
+    written: int = 0
+    already_done: int = 0
+    skipped_input: int = 0
+    windows: int = 0
+    invalid_answers: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    quotes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def notes_per_second(self) -> float:
+        return self.written / self.seconds if self.seconds else 0.0
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.completion_tokens / self.seconds if self.seconds else 0.0
+
+
+# ------------------------------------------------------------------------------------------------ input
+
+
+def read_notes(path: str | PathLike[str], skips: Skips) -> Iterator[Note]:
+    """Notes from JSONL: each line needs `id` and `text` (generic evidence JSONL works as is)."""
+    seen: set[str] = set()
+    for lineno, obj in read_jsonl(path, skips, what="notes file"):
+        problem = None
+        if "id" not in obj or "text" not in obj:
+            problem = SclError("missing", path=path, line=lineno, field="id" if "id" not in obj else "text")
+        elif not isinstance(obj["text"], str):
+            problem = SclError("must be a string", path=path, line=lineno, field="text")
+        elif str(obj["id"]) in seen:
+            problem = SclError(f"duplicate id {obj['id']!r}", path=path, line=lineno, field="id")
+        if problem:
+            skips.handle(problem)
+            continue
+        seen.add(str(obj["id"]))
+        yield Note(str(obj["id"]), obj["text"])
+
+
+def finished_ids(path: Path, run: dict[str, Any]) -> set[str]:
+    """Ids already in a predictions file; refuses a file written by another adapter or prompt."""
+    if not path.exists():
+        return set()
+    done: set[str] = set()
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by a kill; the appender trims it
+            for key in ("adapter", "prompt_version"):
+                if row.get(key) != run[key]:
+                    raise SclError(
+                        f"was written with {key} {row.get(key)!r}, this run uses {run[key]!r}",
+                        path=path,
+                        hint="write to another file, or pass --overwrite",
+                    )
+            done.add(str(row["id"]))
+    return done
+
+
+# ------------------------------------------------------------------------------------------- contract
+
+
+def adapter_prompt(adapter: Adapter, override: str | None, allow_mismatch: bool) -> PromptTemplate:
+    """The prompt the adapter was trained with; another one only when it matches, or when allowed."""
+    trained = adapter.meta["prompt"]
+    template = load_prompt(override or adapter.path / PROMPT_FILE)
+    same = (template.name, template.version, template.sha256) == (
+        trained["name"],
+        trained["version"],
+        trained["sha256"],
+    )
+    if not same and not allow_mismatch:
+        raise SclError(
+            f"prompt {template.id} (sha {template.sha256[:12]}) differs from the one the adapter was trained "
+            f"with, {trained['name']}@{trained['version']} (sha {trained['sha256'][:12]})",
+            field="prompt",
+            hint="use the adapter's prompt, or pass --allow-prompt-mismatch",
+        )
+    return template
+
+
+def window_budget(renderer: Renderer, windows_max: int, settings: PredictSection) -> int:
+    """Note tokens per window: the trained window size, if prompt + window + answer fit the model."""
+    overhead = len(renderer.prompt_ids(""))
+    fits = settings.max_model_len - settings.max_new_tokens - overhead
+    if fits < 32:
+        raise SclError(
+            f"max_model_len {settings.max_model_len} leaves no room for a note after the prompt ({overhead} tokens) "
+            f"and the answer ({settings.max_new_tokens} tokens)",
+            field="predict.max_model_len",
+        )
+    if windows_max > fits:
+        log.warning(
+            "windows of %d tokens do not fit max_model_len %d; using %d", windows_max, settings.max_model_len, fits
+        )
+    return min(windows_max, fits)
+
+
+# ---------------------------------------------------------------------------------------------- merge
+
+
+def merge_windows(
+    note: Note,
+    windows: list[Window],
+    generations: list[Generation],
+    system: CodeSystem,
+    *,
+    fuzzy_threshold: float,
+    drop_invalid_codes: bool,
+    quote_counts: dict[str, int],
+) -> dict[str, Any]:
+    """One predictions line: codes unioned across windows, quotes aligned to note offsets."""
+    errors: list[str] = []
+    codes: dict[str, dict[str, Any]] = {}
+    per_window = []
+    for i, (win, gen) in enumerate(zip(windows, generations, strict=True)):
+        answer, problems = parse_answer(gen.text)
+        if gen.finish_reason == "length":
+            problems = [f"answer cut at max_new_tokens ({gen.completion_tokens} tokens)", *problems]
+        if problems:
+            errors.extend(f"window {i}: {p}" for p in problems)
+        items = answer.get("codes", []) if isinstance(answer, dict) else []
+        window_text = note.text[win.begin : win.end]
+        aligner = Aligner(window_text, fuzzy_threshold)
+        window_codes = []
+        for item in items if isinstance(items, list) else []:
+            if not isinstance(item, dict) or not isinstance(item.get("code"), str):
+                continue
+            raw = item["code"]
+            entry = _code_entry(raw, system, codes, errors, i)
+            if entry is None:
+                continue
+            window_codes.append(entry["code"])
+            taken = {(e["begin"], e["end"]) for e in entry["evidence"] if e["begin"] is not None}
+            for quote in item.get("evidence") or []:
+                if not isinstance(quote, str):
+                    continue
+                hit = aligner.align(quote, {(b - win.begin, e - win.begin) for b, e in taken})
+                if hit is None:
+                    quote_counts["unaligned"] = quote_counts.get("unaligned", 0) + 1
+                    if not any(e["text"] == quote and e["begin"] is None for e in entry["evidence"]):
+                        entry["evidence"].append({"text": quote, "begin": None, "end": None, "match": None})
+                    continue
+                b, e = win.begin + hit.begin, win.begin + hit.end
+                quote_counts[hit.match] = quote_counts.get(hit.match, 0) + 1
+                if (b, e) in taken:
+                    continue  # the same place quoted again, e.g. from an overlapping window
+                taken.add((b, e))
+                entry["evidence"].append({"text": note.text[b:e], "begin": b, "end": e, "match": hit.match})
+        per_window.append({"begin": win.begin, "end": win.end, "codes": window_codes, "answer_valid": not problems})
+    out_codes = []
+    for entry in codes.values():
+        if drop_invalid_codes and not entry["valid"]:
+            continue
+        entry["evidence"].sort(key=lambda e: (e["begin"] is None, e["begin"] or 0))
+        out_codes.append(entry)
+    return {"id": note.id, "codes": out_codes, "windows": per_window, "errors": errors}
+
+
+def _code_entry(raw: str, system: CodeSystem, codes: dict[str, dict[str, Any]], errors: list[str], window: int):  # type: ignore[no-untyped-def]
+    try:
+        code = codes_mod.normalize(raw, system)
+    except CodeError as exc:
+        key = raw.strip().upper()
+        if key not in codes:
+            errors.append(f"window {window}: {exc.message}")
+            codes[key] = {"code": raw, "description": None, "valid": False, "problem": "malformed", "evidence": []}
+        return codes[key]
+    if code not in codes:
+        info = codes_mod.lookup(code, system)
+        entry: dict[str, Any] = {
+            "code": code,
+            "description": info.description if info else None,
+            "valid": info is not None,
+            "evidence": [],
+        }
+        if info is None:
+            entry["problem"] = f"not an {system.label} code"
+            errors.append(f"window {window}: unknown {system.label} code {code}")
+        codes[code] = entry
+    return codes[code]
+
+
+# -------------------------------------------------------------------------------------------- predict
+
+
+def predict(
+    notes: str | PathLike[str],
+    output: str | PathLike[str],
+    *,
+    adapter: str | PathLike[str],
+    settings: PredictSection | None = None,
+    engine: VllmEngine | EndpointEngine | None = None,
+    endpoint: str | None = None,
+    endpoint_model: str | None = None,
+    prompt: str | None = None,
+    allow_prompt_mismatch: bool = False,
+    skip_invalid: bool = False,
+    overwrite: bool = False,
+    limit: int | None = None,
+) -> PredictReport:
+    """Predict codes and evidence for every note in `notes` into `output` (see the module docstring)."""
+    started = time.perf_counter()
+    ad = open_adapter(adapter)
+    settings = settings or PredictSection.model_validate(ad.meta["recipe"].get("predict", {}))
+    system = CodeSystem.parse(ad.meta["code_system"])
+    template = adapter_prompt(ad, prompt, allow_prompt_mismatch)
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(ad.path)
+    renderer = Renderer(tokenizer, template, system)
+    budget = window_budget(renderer, int(ad.meta["windows"]["max_tokens"]), settings)
+    overlap = min(int(ad.meta["windows"]["overlap_tokens"]), budget // 2)
+
+    out = Path(output)
+    if overwrite and out.exists():
+        out.unlink()
+    run = {"model": ad.meta["base_model"], "adapter": str(ad.path.resolve()), "prompt_version": template.id}
+    done = finished_ids(out, run)
+    skips = Skips(skip_invalid)
+    todo = [n for n in read_notes(notes, skips) if n.id not in done]
+    if limit is not None:
+        todo = todo[:limit]
+    report = PredictReport(out, already_done=len(done))
+    schema = answer_schema(ad.meta["codes"] if settings.constrain_codes else None)
+
+    def count(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    own_engine = engine is None
+    if engine is None:
+        if endpoint:
+            engine = EndpointEngine(endpoint, endpoint_model or "adapter")
+        else:
+            merged = settings.merge_adapter == "always" or (settings.merge_adapter == "auto" and not has_gpu())
+            engine = VllmEngine(
+                str(ad.merged()) if merged else ad.base_model, max_model_len=settings.max_model_len,
+                dtype=settings.dtype, max_lora_rank=None if merged else ad.lora_rank,
+                tensor_parallel_size=settings.tensor_parallel_size,
+                gpu_memory_utilization=settings.gpu_memory_utilization, enforce_eager=settings.enforce_eager,
+                cpu_kv_cache_gb=settings.cpu_kv_cache_gb,
+            )  # fmt: skip
+    # an in-process engine either has LoRA enabled (the adapter rides on each request) or holds merged weights
+    lora = str(ad.path) if isinstance(engine, VllmEngine) and engine.lora_enabled else None
+    run["engine"] = "endpoint" if isinstance(engine, EndpointEngine) else ("lora" if lora else "merged")
+    try:
+        with JsonlAppender(out) as sink, bar("predict", len(todo), extra="{task.fields[rate]}") as progress:
+            for i in range(0, len(todo), settings.batch_size):
+                batch = todo[i : i + settings.batch_size]
+                windows = [split_windows(n.text, count, budget, overlap) for n in batch]
+                requests = [
+                    Request(renderer.prompt_ids(n.text[w.begin : w.end]), renderer.messages(n.text[w.begin : w.end]))
+                    for n, ws in zip(batch, windows, strict=True)
+                    for w in ws
+                ]
+                gens = engine.generate(
+                    requests,
+                    schema=schema,
+                    max_tokens=settings.max_new_tokens,
+                    temperature=settings.temperature,
+                    top_p=settings.top_p,
+                    lora_path=lora,
+                )
+                k = 0
+                for note, ws in zip(batch, windows, strict=True):
+                    note_gens = gens[k : k + len(ws)]
+                    k += len(ws)
+                    row = merge_windows(
+                        note,
+                        ws,
+                        note_gens,
+                        system,
+                        fuzzy_threshold=settings.fuzzy_threshold,
+                        drop_invalid_codes=settings.drop_invalid_codes,
+                        quote_counts=report.quotes,
+                    )
+                    row |= run | {
+                        "usage": {
+                            "prompt_tokens": sum(g.prompt_tokens for g in note_gens),
+                            "completion_tokens": sum(g.completion_tokens for g in note_gens),
+                        }
+                    }
+                    sink.write(row)
+                    report.written += 1
+                    report.windows += len(ws)
+                    report.invalid_answers += sum(1 for w in row["windows"] if not w["answer_valid"])
+                    report.prompt_tokens += row["usage"]["prompt_tokens"]
+                    report.completion_tokens += row["usage"]["completion_tokens"]
+                elapsed = time.perf_counter() - started
+                progress.advance(len(batch))
+                progress.update(
+                    rate=f"{report.written / elapsed:.2f} notes/s, {report.completion_tokens / elapsed:.0f} tok/s"
+                )
+    finally:
+        if own_engine and engine is not None:
+            engine.close()
+    report.skipped_input = skips.count
+    report.seconds = time.perf_counter() - started
+    return report

@@ -1,0 +1,62 @@
+"""`sclcoder serve`: vLLM's OpenAI-compatible server with an adapter loaded (for scale-out and tools)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+from sclcoder.engine import ServerSpec, start_server, stop_server, wait_until_ready
+from sclcoder.errors import SclError
+from sclcoder.progress import console
+from sclcoder.train import open_adapter
+
+
+def server_spec(
+    adapter: str | os.PathLike[str],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    name: str = "adapter",
+    tensor_parallel_size: int = 1,
+    max_model_len: int | None = None,
+) -> ServerSpec:
+    ad = open_adapter(adapter)
+    settings = ad.meta["recipe"].get("predict", {})
+    return ServerSpec(
+        model=ad.base_model,
+        host=host,
+        port=port,
+        served_model_name=Path(ad.base_model).name if Path(ad.base_model).exists() else ad.base_model,
+        max_model_len=max_model_len or int(settings.get("max_model_len", 4096)),
+        dtype=settings.get("dtype", "auto"),
+        lora_name=name,
+        lora_path=str(ad.path),
+        max_lora_rank=ad.lora_rank,
+        tensor_parallel_size=tensor_parallel_size,
+    )
+
+
+def serve(adapter: str | os.PathLike[str], **kwargs) -> None:  # type: ignore[no-untyped-def]
+    """Run the server in the foreground until Ctrl-C."""
+    spec = server_spec(adapter, **kwargs)
+    if spec.host not in ("127.0.0.1", "localhost", "::1"):
+        console.print(f"[yellow]binding {spec.host}: anyone who can reach this machine can send notes to it[/]")
+    proc = start_server(spec)
+    try:
+        wait_until_ready(spec.base_url, proc)
+        console.print(
+            f"serving [bold]{spec.lora_name}[/] ({spec.lora_path} on {spec.model}) at [bold]{spec.base_url}[/]\n"
+            f"  sclcoder predict NOTES.jsonl --adapter {spec.lora_path} --endpoint {spec.base_url} "
+            f"--endpoint-model {spec.lora_name} -o predictions.jsonl\n"
+            f"  curl {spec.base_url}/chat/completions -H 'Content-Type: application/json' "
+            f'-d \'{{"model": "{spec.lora_name}", "messages": [...]}}\'\n'
+            "Ctrl-C stops it."
+        )
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    except KeyboardInterrupt:
+        pass
+    except SclError:
+        raise
+    finally:
+        stop_server(proc)

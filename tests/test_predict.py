@@ -1,0 +1,233 @@
+"""`predict`: windows, validation, alignment, resumable output; real vLLM (in process and as a server)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import signal
+import subprocess
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from sclcoder.codes import CodeSystem
+from sclcoder.demo import read_demo
+from sclcoder.engine import EndpointEngine, Generation
+from sclcoder.errors import SclError
+from sclcoder.predict import Note, merge_windows, predict
+from sclcoder.recipe import PredictSection
+from sclcoder.windows import Window
+
+LINE_SCHEMA = json.loads(resources.files("sclcoder").joinpath("schemas", "prediction.schema.json").read_text())
+
+
+def _notes(tmp_path: Path, demo_corpus: Path, n: int) -> Path:
+    docs = read_demo(demo_corpus, split="test")[:n]
+    path = tmp_path / "notes.jsonl"
+    path.write_text("".join(json.dumps({"id": d.id, "text": d.text}) + "\n" for d in docs))
+    return path
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+SETTINGS = PredictSection(max_model_len=2048, max_new_tokens=160, batch_size=4, merge_adapter="never")
+
+
+# ------------------------------------------------------------------------------------ merge (no engine)
+
+
+def test_merge_unions_windows_and_aligns_quotes_in_the_note() -> None:
+    text = "PMH: HTN and T2DM.\nCourse: HTN controlled. Denies PE.\nDx: type 2 diabetes"
+    note = Note("n", text)
+    windows = [Window(0, 41), Window(19, len(text))]  # overlapping
+    gens = [
+        Generation('{"codes":[{"evidence":["HTN","T2DM"],"code":"I10"}]}', 10, 10, "stop"),
+        Generation(
+            '{"codes":[{"evidence":["HTN controlled"],"code":"i10"},{"evidence":["Type 2 Diabetes"],'
+            '"code":"E119"},{"evidence":["heart attack"],"code":"I21.9"},{"evidence":["qqq"],"code":"ZZ9"}]}',
+            10,
+            30,
+            "stop",
+        ),
+    ]
+    counts: dict[str, int] = {}
+    row = merge_windows(
+        note, windows, gens, CodeSystem.ICD10CM, fuzzy_threshold=90, drop_invalid_codes=False, quote_counts=counts
+    )
+    by_code = {c["code"]: c for c in row["codes"]}
+    assert set(by_code) == {"I10", "E11.9", "I21.9", "ZZ9"}
+    assert [c for w in row["windows"] for c in w["codes"]] == ["I10", "I10", "E11.9", "I21.9", "ZZ9"]
+    i10 = [(e["text"], e["begin"], e["match"]) for e in by_code["I10"]["evidence"]]
+    assert i10 == [("HTN", 5, "exact"), ("T2DM", 13, "exact"), ("HTN controlled", 27, "exact")]
+    assert [(e["text"], e["match"]) for e in by_code["E11.9"]["evidence"]] == [("type 2 diabetes", "normalized")]
+    assert by_code["E11.9"]["evidence"][0]["begin"] == text.index("type 2 diabetes")
+    assert by_code["I21.9"]["evidence"] == [{"text": "heart attack", "begin": None, "end": None, "match": None}]
+    assert by_code["ZZ9"]["valid"] is False and by_code["I10"]["valid"] and by_code["I10"]["description"]
+    assert counts == {"exact": 3, "normalized": 1, "unaligned": 2}
+    dropped = merge_windows(
+        note, windows, gens, CodeSystem.ICD10CM, fuzzy_threshold=90, drop_invalid_codes=True, quote_counts={}
+    )
+    assert {c["code"] for c in dropped["codes"]} == {"I10", "E11.9", "I21.9"}  # only ZZ9 fails validation
+
+
+def test_invalid_answers_are_recorded_not_raised() -> None:
+    note = Note("n", "HTN")
+    gens = [Generation('{"codes":[{"evidence":["HTN"],"co', 5, 40, "length")]
+    row = merge_windows(
+        note, [Window(0, 3)], gens, CodeSystem.ICD10CM, fuzzy_threshold=90, drop_invalid_codes=False, quote_counts={}
+    )
+    assert row["codes"] == [] and len(row["errors"]) == 2
+    assert row["errors"][0].startswith("window 0: answer cut at max_new_tokens")
+    assert "not valid JSON" in row["errors"][1]
+    gens = [Generation('{"codes":[{"evidence":[],"code":"I10"}]}', 5, 10, "stop")]
+    row = merge_windows(
+        note, [Window(0, 3)], gens, CodeSystem.ICD10CM, fuzzy_threshold=90, drop_invalid_codes=False, quote_counts={}
+    )
+    assert any("should be non-empty" in e or "too short" in e for e in row["errors"])
+
+
+# ---------------------------------------------------------------------------------- real vLLM in process
+
+
+@pytest.mark.engine
+def test_predict_writes_one_schema_valid_line_per_note(tmp_path, demo_corpus, tiny_adapter, vllm_engine) -> None:
+    notes = _notes(tmp_path, demo_corpus, 6)
+    report = predict(notes, tmp_path / "p.jsonl", adapter=tiny_adapter, settings=SETTINGS, engine=vllm_engine)
+    rows = _rows(tmp_path / "p.jsonl")
+    assert [r["id"] for r in rows] == [json.loads(line)["id"] for line in notes.read_text().splitlines()]
+    for row in rows:
+        jsonschema.validate(row, LINE_SCHEMA)
+        assert row["engine"] == "lora" and row["prompt_version"] == "evidence-coding@1"
+        text = next(json.loads(x)["text"] for x in notes.read_text().splitlines() if json.loads(x)["id"] == row["id"])
+        for code in row["codes"]:
+            for ev in code["evidence"]:
+                if ev["begin"] is not None:
+                    assert text[ev["begin"] : ev["end"]] == ev["text"]
+    assert report.written == 6 and report.windows == sum(len(r["windows"]) for r in rows)
+
+
+@pytest.mark.engine
+def test_a_long_note_is_split_and_its_codes_unioned(tmp_path, demo_corpus, tiny_adapter, vllm_engine) -> None:
+    docs = read_demo(demo_corpus, split="test")
+    long_text = "\n\n".join(d.text for d in docs[:3])  # far above the adapter's 256-token windows
+    (tmp_path / "long.jsonl").write_text(json.dumps({"id": "long", "text": long_text}) + "\n")
+    predict(tmp_path / "long.jsonl", tmp_path / "p.jsonl", adapter=tiny_adapter, settings=SETTINGS, engine=vllm_engine)
+    (row,) = _rows(tmp_path / "p.jsonl")
+    windows = row["windows"]
+    assert len(windows) >= 4
+    assert windows[0]["begin"] == 0 and windows[-1]["end"] == len(long_text)
+    assert all(a["begin"] < b["begin"] < a["end"] for a, b in itertools.pairwise(windows))  # overlap
+    union = {c for w in windows for c in w["codes"]}
+    assert {c["code"] for c in row["codes"]} == union
+
+
+@pytest.mark.engine
+def test_cut_answers_are_errors_in_the_line(tmp_path, demo_corpus, tiny_adapter, vllm_engine) -> None:
+    notes = _notes(tmp_path, demo_corpus, 2)
+    settings = SETTINGS.model_copy(update={"max_new_tokens": 3})
+    report = predict(notes, tmp_path / "p.jsonl", adapter=tiny_adapter, settings=settings, engine=vllm_engine)
+    rows = _rows(tmp_path / "p.jsonl")
+    assert len(rows) == 2 and report.invalid_answers == sum(len(r["windows"]) for r in rows)
+    assert all(r["codes"] == [] and r["errors"] for r in rows)
+
+
+@pytest.mark.engine
+def test_endpoint_gives_the_same_answers(tmp_path, demo_corpus, tiny_adapter, vllm_engine, vllm_server) -> None:
+    notes = _notes(tmp_path, demo_corpus, 4)
+    predict(notes, tmp_path / "local.jsonl", adapter=tiny_adapter, settings=SETTINGS, engine=vllm_engine)
+    remote = EndpointEngine(vllm_server.base_url, "adapter")
+    predict(notes, tmp_path / "remote.jsonl", adapter=tiny_adapter, settings=SETTINGS, engine=remote)
+    keep = ("id", "codes", "windows", "errors")
+    local = [{k: r[k] for k in keep} for r in _rows(tmp_path / "local.jsonl")]
+    served = [{k: r[k] for k in keep} for r in _rows(tmp_path / "remote.jsonl")]
+    assert local == served
+    assert {r["engine"] for r in _rows(tmp_path / "remote.jsonl")} == {"endpoint"}
+
+
+# ------------------------------------------------------------------------------------- resumable output
+
+
+@pytest.mark.engine
+def test_kill_and_resume_writes_every_note_exactly_once(tmp_path, demo_corpus, tiny_adapter) -> None:
+    notes = _notes(tmp_path, demo_corpus, 10)
+    out = tmp_path / "p.jsonl"
+    cmd = [
+        sys.executable,
+        "-m",
+        "sclcoder.cli",
+        "predict",
+        str(notes),
+        "--adapter",
+        str(tiny_adapter),
+        "-o",
+        str(out),
+        "--set",
+        "batch_size=1",
+        "--set",
+        "max_new_tokens=96",
+        "--set",
+        "max_model_len=2048",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None:
+        if out.exists() and len(out.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = len(_rows(out))
+    assert 3 <= before < 10
+    subprocess.run(cmd, check=True, capture_output=True, timeout=600)
+    ids = [r["id"] for r in _rows(out)]
+    expected = [json.loads(line)["id"] for line in notes.read_text().splitlines()]
+    assert sorted(ids) == sorted(expected) and len(ids) == len(set(ids))
+    assert {r["engine"] for r in _rows(out)} == {"merged"}  # CPU default: the adapter merged into the base
+
+
+# ------------------------------------------------------------------------------------------- bad input
+
+
+def test_bad_input_lines(tmp_path, tiny_adapter) -> None:
+    path = tmp_path / "notes.jsonl"
+    path.write_text('{"id": "a", "text": "HTN"}\n{"id": "b"}\n')
+    with pytest.raises(SclError, match=r"notes\.jsonl:2: field 'text': missing"):
+        predict(path, tmp_path / "p.jsonl", adapter=tiny_adapter, settings=SETTINGS, engine=_NoEngine())
+
+
+def test_prompt_mismatch_is_an_error(tmp_path, tiny_adapter) -> None:
+    other = tmp_path / "prompt.yaml"
+    other.write_text((tiny_adapter / "prompt.yaml").read_text().replace("clinical coder", "medical coder"))
+    path = tmp_path / "notes.jsonl"
+    path.write_text('{"id": "a", "text": "HTN"}\n')
+    with pytest.raises(SclError, match=r"field 'prompt': prompt evidence-coding@1 .* differs"):
+        predict(
+            path, tmp_path / "p.jsonl", adapter=tiny_adapter, settings=SETTINGS, engine=_NoEngine(), prompt=str(other)
+        )
+
+
+def test_a_file_from_another_adapter_is_not_appended_to(tmp_path, tiny_adapter) -> None:
+    out = tmp_path / "p.jsonl"
+    out.write_text(json.dumps({"id": "a", "adapter": "/elsewhere", "prompt_version": "evidence-coding@1"}) + "\n")
+    path = tmp_path / "notes.jsonl"
+    path.write_text('{"id": "a", "text": "HTN"}\n')
+    with pytest.raises(SclError, match="was written with adapter '/elsewhere'"):
+        predict(path, out, adapter=tiny_adapter, settings=SETTINGS, engine=_NoEngine())
+
+
+class _NoEngine:
+    """Stands where an engine would be in tests that must fail before any generation."""
+
+    lora_enabled = False
+
+    def generate(self, *a, **k):  # pragma: no cover - reaching it is a test failure
+        raise AssertionError("no generation expected")
+
+    def close(self) -> None:
+        pass
