@@ -6,6 +6,7 @@ Heavy libraries (torch, transformers, vLLM) are imported inside commands so that
 from __future__ import annotations
 
 import logging
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -63,6 +64,8 @@ def _main(
 
     from sclcoder.progress import console
 
+    # bitsandbytes warns at import about optional CPU kernels it does not need here
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(message)s",
@@ -267,6 +270,256 @@ def _stats_table(stats: dict, path: Path) -> None:
     syn = stats.get("synthesis") or {}
     if syn.get("teacher", {}).get("skipped"):
         console.print(f"[yellow]teacher answers skipped:[/] {syn['teacher']['skipped']}")
+
+
+model_app = typer.Typer(no_args_is_help=True, help="Base models: prepare the embedded backbone offline.")
+app.add_typer(model_app, name="model")
+
+
+@model_app.command("prepare")
+def model_prepare(
+    name: Annotated[str, typer.Argument(help="Embedded backbone name, e.g. smollm2-135m.")] = "smollm2-135m",
+    force: Annotated[bool, typer.Option(help="Prepare again even if the cache has it.")] = False,
+) -> None:
+    """Dequantise an embedded backbone (shipped as GGUF in a Python package) into a model folder."""
+    from sclcoder.backbones import prepare_embedded
+    from sclcoder.progress import console
+
+    console.print(f"{name} ready at [bold]{prepare_embedded(name, force=force)}[/]")
+
+
+@app.command("train")
+def train_cmd(
+    recipe: RecipeArg,
+    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint in train.output_dir.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Train again over a finished run.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option(help="Validate and print the plan (parameters, tokens, steps, memory); no weights.")
+    ] = False,
+    devices: Annotated[
+        int | None, typer.Option(help="Devices to plan for with --dry-run (default: WORLD_SIZE).")
+    ] = None,
+    set_: SetOpt = None,
+    local_rank: Annotated[int | None, typer.Option("--local_rank", "--local-rank", hidden=True)] = None,
+) -> None:
+    """Fine-tune with LoRA/QLoRA (TRL + PEFT), optionally under DeepSpeed; saves the adapter and its metadata."""
+    from sclcoder.recipe import load_recipe
+
+    loaded = load_recipe(recipe, set_ or [])
+    if dry_run:
+        from sclcoder.plan import plan_training, print_plan
+
+        print_plan(plan_training(loaded, devices=devices))
+        return
+    from sclcoder.progress import console
+    from sclcoder.train import train
+
+    result = train(loaded, resume=resume, overwrite=overwrite)
+    loss = result.metrics.get("train_loss")
+    console.print(
+        f"adapter saved to [bold]{result.adapter_dir}[/]"
+        + (f"  (train loss {loss:.4f}, {result.metrics.get('train_runtime', 0):.0f} s)" if loss is not None else "")
+    )
+
+
+@app.command("predict")
+def predict_cmd(
+    notes: Annotated[Path, typer.Argument(help='Notes JSONL: one {"id", "text"} per line (generic JSONL works).')],
+    adapter: Annotated[Path, typer.Option(help="Adapter directory written by `sclcoder train` (or its run dir).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Predictions JSONL (appended; resumable).")],
+    endpoint: Annotated[
+        str | None, typer.Option(help="OpenAI-compatible server (e.g. `sclcoder serve`) instead of in-process vLLM.")
+    ] = None,
+    endpoint_model: Annotated[str, typer.Option(help="Model name on the endpoint.")] = "adapter",
+    prompt: Annotated[Path | None, typer.Option(help="Prompt template (default: the adapter's own).")] = None,
+    allow_prompt_mismatch: Annotated[bool, typer.Option(help="Accept a prompt other than the adapter's.")] = False,
+    constrain_codes: Annotated[
+        bool | None, typer.Option(help="Constrain `code` to the adapter's training code list.")
+    ] = None,
+    drop_invalid_codes: Annotated[bool | None, typer.Option(help="Drop codes that fail validation.")] = None,
+    skip_invalid: Annotated[bool, typer.Option(help="Skip (and count) bad input lines instead of stopping.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Start the predictions file afresh.")] = False,
+    tensor_parallel_size: Annotated[int | None, typer.Option(help="GPUs per model (vLLM tensor parallelism).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N notes still to do.")] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Predict codes with verbatim evidence for each note (vLLM, JSON-schema constrained), offsets aligned."""
+    from sclcoder.predict import predict
+    from sclcoder.progress import console
+    from sclcoder.recipe import PredictSection
+    from sclcoder.train import open_adapter
+
+    ad = open_adapter(adapter)
+    values = dict(ad.meta["recipe"].get("predict", {}))
+    for flag, key in (
+        (constrain_codes, "constrain_codes"),
+        (drop_invalid_codes, "drop_invalid_codes"),
+        (tensor_parallel_size, "tensor_parallel_size"),
+    ):
+        if flag is not None:
+            values[key] = flag
+    for assignment in set_ or []:
+        key, _, raw = assignment.partition("=")
+        import yaml
+
+        values[key.removeprefix("predict.")] = yaml.safe_load(raw)
+    try:
+        settings = PredictSection.model_validate(values)
+    except Exception as exc:  # pydantic ValidationError -> one line naming the key
+        raise SclError(str(exc).splitlines()[0] + ": " + str(exc).splitlines()[1].strip(), field="predict") from None
+    report = predict(
+        notes,
+        output,
+        adapter=ad.path,
+        settings=settings,
+        endpoint=endpoint,
+        endpoint_model=endpoint_model,
+        prompt=str(prompt) if prompt else None,
+        allow_prompt_mismatch=allow_prompt_mismatch,
+        skip_invalid=skip_invalid,
+        overwrite=overwrite,
+        limit=limit,
+    )
+    console.print(
+        f"wrote {report.written} notes to [bold]{report.output}[/] ({report.already_done} already there; "
+        f"{report.windows} windows; {report.notes_per_second:.2f} notes/s, {report.tokens_per_second:.0f} "
+        f"generated tok/s); quotes aligned: {report.quotes}"
+    )
+    if report.invalid_answers:
+        console.print(
+            f"[yellow]{report.invalid_answers} window answer(s) failed validation (see each note's errors)[/]"
+        )
+    if report.skipped_input:
+        console.print(f"[yellow]skipped {report.skipped_input} invalid input line(s)[/]")
+
+
+@app.command("serve")
+def serve_cmd(
+    adapter: Annotated[Path, typer.Option(help="Adapter directory written by `sclcoder train`.")],
+    host: Annotated[str, typer.Option(help="Interface to bind; loopback unless you mean otherwise.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    name: Annotated[str, typer.Option(help="Model name clients ask for.")] = "adapter",
+    tensor_parallel_size: Annotated[int, typer.Option(help="GPUs per model (vLLM tensor parallelism).")] = 1,
+    max_model_len: Annotated[int | None, typer.Option(help="Context length (default: the adapter's recipe).")] = None,
+) -> None:
+    """Start vLLM's OpenAI-compatible server with the adapter loaded, and print how to call it."""
+    from sclcoder.serve import serve
+
+    serve(
+        adapter, host=host, port=port, name=name, tensor_parallel_size=tensor_parallel_size, max_model_len=max_model_len
+    )
+
+
+class Benchmark(StrEnum):
+    mdace = "mdace"
+    rdiv10 = "rdiv10"
+    demo = "demo"
+    jsonl = "jsonl"
+
+
+@app.command("eval")
+def eval_cmd(
+    benchmark: Annotated[
+        Benchmark | None, typer.Option(help="Gold standard; default jsonl when --gold is given.")
+    ] = None,
+    gold: Annotated[Path | None, typer.Option(help="Gold generic evidence JSONL (rdiv10, jsonl).")] = None,
+    predictions: Annotated[
+        Path | None, typer.Option(help="Our predictions JSONL, or an MDACE-layout prediction directory.")
+    ] = None,
+    adapter: Annotated[
+        Path | None, typer.Option(help="Run `predict` with this adapter first (and know its codes).")
+    ] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Report directory.")] = Path("runs/eval"),
+    mdace_dir: Annotated[Path | None, typer.Option(help="MDACE checkout (data/ and splits/).")] = None,
+    noteevents: Annotated[Path | None, typer.Option(help="MIMIC-III NOTEEVENTS.csv (mdace).")] = None,
+    split: Annotated[str, typer.Option(help="MDACE split name or file.")] = "MDace-ev-test",
+    icd: Annotated[int, typer.Option(help="MDACE code version, 10 or 9.")] = 10,
+    setting: Annotated[str, typer.Option(help="MDACE setting: Inpatient or Profee.")] = "Inpatient",
+    all_codeable: Annotated[bool, typer.Option(help="MDACE: discharge, radiology and physician notes.")] = False,
+    with_procedures: Annotated[bool, typer.Option(help="Score procedure codes too.")] = False,
+    trim: Annotated[
+        bool, typer.Option(help="Trim punctuation/whitespace at span ends (gold and predictions).")
+    ] = False,
+    merge_adjacent: Annotated[
+        bool, typer.Option(help="Merge adjacent same-code spans (gold and predictions).")
+    ] = False,
+    corpus: Annotated[Path, typer.Option(help="Demo corpus directory (demo).")] = Path("runs/demo-corpus"),
+    faithfulness: Annotated[
+        bool, typer.Option(help="Also score sufficiency/comprehensiveness (needs --adapter).")
+    ] = False,
+    faithfulness_pairs: Annotated[int, typer.Option(help="At most this many (note, code) pairs.")] = 200,
+) -> None:
+    """Score codes (micro/macro), MDACE evidence metrics, plausibility (and faithfulness) into a report."""
+    from sclcoder.evaluate import run_eval
+
+    kind = benchmark or (Benchmark.jsonl if gold else None)
+    if kind is None:
+        raise SclError("give --benchmark (mdace, rdiv10, demo) or --gold GOLD.jsonl")
+    report = run_eval(
+        kind.value,
+        gold=gold,
+        predictions=predictions,
+        adapter=adapter,
+        output=output,
+        mdace_dir=mdace_dir,
+        noteevents=noteevents,
+        split=split,
+        icd=icd,
+        setting=setting,
+        all_codeable=all_codeable,
+        with_procedures=with_procedures,
+        trim=trim,
+        merge_adjacent=merge_adjacent,
+        corpus=corpus,
+        faithfulness=faithfulness,
+        faithfulness_pairs=faithfulness_pairs,
+    )
+    _report_table(report, output)
+
+
+def _report_table(report: dict, output: Path) -> None:
+    from rich.table import Table
+
+    from sclcoder.evaluate import headline
+    from sclcoder.progress import console
+
+    table = Table(title=f"{report['benchmark']}: {report['gold']['notes']} notes", show_header=False)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    for key, value in headline(report):
+        table.add_row(key, value)
+    console.print(table)
+    console.print(f"report: [bold]{output}/report.json[/], report.md, per_code.csv")
+
+
+@app.command("report")
+def report_cmd(
+    predictions: Annotated[Path, typer.Argument(help="Predictions JSONL written by `sclcoder predict`.")],
+    notes: Annotated[Path, typer.Option(help="The notes JSONL that was predicted (for the text).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="HTML file to write.")] = Path("report.html"),
+    gold: Annotated[Path | None, typer.Option(help="Gold JSONL: mark correct, spurious and missed codes.")] = None,
+    code_system: Annotated[str, typer.Option(help="Code system of the notes.")] = "icd10cm",
+) -> None:
+    """Write a self-contained HTML audit view: each note's text with every code's evidence highlighted."""
+    from sclcoder.progress import console
+    from sclcoder.report import build_report
+
+    out = build_report(predictions, notes, output, gold=gold, code_system=code_system)
+    console.print(f"audit view written to [bold]{out}[/] (one file, opens offline in any browser)")
+
+
+@app.command("demo")
+def demo_cmd(
+    out: Annotated[Path, typer.Option("--output", "-o", help="Where every output of the run goes.")] = Path(
+        "runs/demo"
+    ),
+    seed: Annotated[int, typer.Option(help="Seed for data sampling and training.")] = 13,
+    set_: SetOpt = None,
+) -> None:
+    """The embedded default end to end on CPU: corpus, SmolLM2, SCL data, training, vLLM, eval, audit view."""
+    from sclcoder.pipeline import print_summary, run_demo
+
+    print_summary(run_demo(out, seed=seed, overrides=set_ or []))
 
 
 def main() -> None:

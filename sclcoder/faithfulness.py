@@ -1,0 +1,111 @@
+"""Faithfulness of a generative coder's evidence, from vLLM log-probabilities.
+
+For each predicted code with aligned evidence, take the window the model coded (the one holding the code's
+first quote), and score the code's tokens in the answer position: the answer prefix
+``{"codes":[{"evidence":[<the model's quotes>],"code":"`` followed by the code and its closing quote, so
+p(code | input) = exp(sum of those tokens' log-probabilities) under the adapter. Then, averaged over
+(note, code) pairs:
+
+* **sufficiency** = p(code | the quotes alone as input), quotes joined by " ... " (high: the evidence is
+  enough for the decision);
+* **comprehensiveness** = p(code | window) - p(code | window with the quoted spans deleted) (high: the
+  decision needs the evidence; near 0: the model would code the same without it).
+
+Because evidence comes first in our answers, the quotes are in the answer prefix in all three inputs:
+comprehensiveness measures how much the code still depends on the quoted text being *in the note*, once the
+model has written it down. Reported with p(code | window) and the ERASER-style sufficiency gap
+p(code | window) - p(code | quotes alone).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from sclcoder.engine import VllmEngine
+from sclcoder.prompts import Renderer
+
+
+def _deleted(text: str, spans: list[tuple[int, int]]) -> str:
+    out, last = [], 0
+    for b, e in sorted(spans):
+        if b >= last:
+            out.append(text[last:b])
+            last = e
+    out.append(text[last:])
+    return "".join(out)
+
+
+def pairs_from_predictions(rows: list[dict[str, Any]], texts: dict[str, str], limit: int) -> list[dict[str, Any]]:
+    """(window text, quotes, local spans, code) for predicted codes with aligned evidence."""
+    out = []
+    for row in rows:
+        text = texts.get(str(row["id"]))
+        if text is None:
+            continue
+        for code in row["codes"]:
+            placed = [e for e in code["evidence"] if e["begin"] is not None]
+            if not code.get("valid") or not placed:
+                continue
+            first = min(placed, key=lambda e: e["begin"])
+            win = next(
+                (w for w in row["windows"] if w["begin"] <= first["begin"] and first["end"] <= w["end"]),
+                {"begin": 0, "end": len(text)},
+            )
+            inside = [e for e in placed if win["begin"] <= e["begin"] and e["end"] <= win["end"]]
+            out.append(
+                {
+                    "id": row["id"],
+                    "code": code["code"],
+                    "window": text[win["begin"] : win["end"]],
+                    "quotes": [e["text"] for e in inside],
+                    "spans": [(e["begin"] - win["begin"], e["end"] - win["begin"]) for e in inside],
+                }
+            )
+            if len(out) >= limit:
+                return out
+    return out
+
+
+def faithfulness(
+    pairs: list[dict[str, Any]], renderer: Renderer, engine: VllmEngine, lora_path: str | None
+) -> dict[str, Any]:
+    tok = renderer.tokenizer
+    sequences: list[list[int]] = []
+    starts: list[int] = []
+    for pair in pairs:
+        prefix = (
+            '{"codes":[{"evidence":'
+            + json.dumps(pair["quotes"], ensure_ascii=False, separators=(",", ":"))
+            + ',"code":"'
+        )
+        answer = tok(prefix + pair["code"] + '"', add_special_tokens=False)["input_ids"]
+        head = tok(prefix, add_special_tokens=False)["input_ids"]
+        shared = next(
+            (i for i, (a, b) in enumerate(zip(head, answer, strict=False)) if a != b), min(len(head), len(answer))
+        )
+        for text in (pair["window"], " ... ".join(pair["quotes"]), _deleted(pair["window"], pair["spans"])):
+            prompt = renderer.prompt_ids(text)
+            sequences.append(prompt + answer)
+            starts.append(len(prompt) + shared)
+    logps = engine.sequence_logprobs(sequences, starts, lora_path=lora_path) if sequences else []
+    full, alone, without = (logps[0::3], logps[1::3], logps[2::3])
+    n = len(pairs)
+
+    def mean(xs: list[float]) -> float:
+        return sum(xs) / len(xs) if xs else 0.0
+
+    p_full = [math.exp(x) for x in full]
+    p_alone = [math.exp(x) for x in alone]
+    p_without = [math.exp(x) for x in without]
+    return {
+        "pairs": n,
+        "p_code_given_window": mean(p_full),
+        "sufficiency": mean(p_alone),
+        "comprehensiveness": mean([a - b for a, b in zip(p_full, p_without, strict=True)]),
+        "sufficiency_gap": mean([a - b for a, b in zip(p_full, p_alone, strict=True)]),
+        "definition": "p(code) = exp(sum log p of the code tokens after the answer prefix with the model's quotes); "
+        "sufficiency = mean p(code | quotes alone); comprehensiveness = mean [p(code | window) - "
+        "p(code | window without the quoted spans)]",
+    }

@@ -1,0 +1,262 @@
+"""Metrics for codes and for evidence, as pure functions over gold Documents and predictions.
+
+* **Codes**: micro P/R/F1 over (note, code) pairs; macro P/R/F1 two ways, labelled, because published
+  numbers differ by up to 2x on this choice: averaged over the codes in the gold standard, and over the
+  codes in gold or predicted; a per-code table; micro scores on codes seen and unseen in training.
+* **MDACE evidence metrics** (definitions of the MDACE authors, implemented here): exact span match
+  (note, begin, end, code), position-independent span match (lower-cased text, code), exact token match
+  (note, token start, code) and position-independent token match (lower-cased token, code). Each is a
+  micro P/R/F1 over *sets* of such items, collected per group (an admission for MDACE: all its notes pool
+  their items; a note otherwise) and summed over groups. Tokens are lower-cased `\\w+` matches; numbers
+  above 10 are dropped.
+* **Plausibility** (rationale evaluation): token-level P/R/F1 of the predicted evidence of each (note,
+  code) pair that has gold evidence, averaged over pairs, reported over correctly predicted codes and over
+  all gold codes; and evidence-span recall, the share of gold spans overlapped by predicted evidence of
+  the same code.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sclcoder.documents import Document, Evidence
+
+TOKEN = re.compile(r"\w+", flags=re.UNICODE)
+
+
+@dataclass
+class Prediction:
+    """What the metrics need from one predicted note. `text` and `group` are only needed for a note the
+    gold standard does not hold (MDACE baselines also mark notes of an admission that coders left empty)."""
+
+    id: str
+    codes: set[str]
+    evidence: list[Evidence] = field(default_factory=list)
+    text: str | None = None
+    group: str | None = None
+
+
+@dataclass
+class PRF:
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+
+    def __add__(self, other: PRF) -> PRF:
+        return PRF(self.tp + other.tp, self.fp + other.fp, self.fn + other.fn)
+
+    @property
+    def precision(self) -> float:
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 0.0
+
+    @property
+    def recall(self) -> float:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 0.0
+
+    @property
+    def f1(self) -> float:
+        p, r = self.precision, self.recall
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "precision": self.precision,
+            "recall": self.recall,
+            "f1": self.f1,
+            "tp": self.tp,
+            "fp": self.fp,
+            "fn": self.fn,
+            "predicted": self.tp + self.fp,
+            "actual": self.tp + self.fn,
+        }
+
+
+def set_prf(gold: set, pred: set) -> PRF:
+    return PRF(len(gold & pred), len(pred - gold), len(gold - pred))
+
+
+# ----------------------------------------------------------------------------------------------- codes
+
+
+def _pairs(gold: list[Document], preds: dict[str, Prediction]) -> tuple[list[tuple[str, set, set]], list[str]]:
+    rows, missing = [], []
+    for doc in gold:
+        pred = preds.get(doc.id)
+        if pred is None:
+            missing.append(doc.id)
+        rows.append((doc.id, set(doc.codes), set(pred.codes) if pred else set()))
+    return rows, missing
+
+
+def code_metrics(
+    gold: list[Document],
+    predictions: Iterable[Prediction],
+    *,
+    seen_codes: set[str] | None = None,
+    describe: Callable[[str], str | None] | None = None,
+) -> dict[str, Any]:
+    preds = {p.id: p for p in predictions}
+    rows, missing = _pairs(gold, preds)
+    micro = PRF()
+    per_code: dict[str, PRF] = defaultdict(PRF)
+    for _, g, p in rows:
+        micro += set_prf(g, p)
+        for code in g | p:
+            per_code[code] += set_prf({code} & g, {code} & p)
+    gold_codes = {c for _, g, _ in rows for c in g}
+    all_codes = set(per_code)
+
+    def macro(codes: set[str]) -> dict[str, float]:
+        if not codes:
+            return {"precision": 0.0, "recall": 0.0, "f1": 0.0, "codes": 0}
+        return {
+            "precision": sum(per_code[c].precision for c in codes) / len(codes),
+            "recall": sum(per_code[c].recall for c in codes) / len(codes),
+            "f1": sum(per_code[c].f1 for c in codes) / len(codes),
+            "codes": len(codes),
+        }
+
+    out: dict[str, Any] = {
+        "notes": len(rows),
+        "notes_without_prediction": missing,
+        "micro": micro.as_dict(),
+        "macro_over_gold_codes": macro(gold_codes),
+        "macro_over_gold_and_predicted_codes": macro(all_codes),
+        "per_code": [
+            {
+                "code": c,
+                "description": describe(c) if describe else None,
+                "support": per_code[c].tp + per_code[c].fn,
+                **per_code[c].as_dict(),
+                **({"seen_in_training": c in seen_codes} if seen_codes is not None else {}),
+            }
+            for c in sorted(all_codes, key=lambda c: (-(per_code[c].tp + per_code[c].fn), c))
+        ],
+    }
+    if seen_codes is not None:
+        for name, keep in (("seen", lambda c: c in seen_codes), ("unseen", lambda c: c not in seen_codes)):
+            part = PRF()
+            for _, g, p in rows:
+                part += set_prf({c for c in g if keep(c)}, {c for c in p if keep(c)})
+            out[f"micro_{name}_codes"] = part.as_dict() | {"codes": sum(1 for c in all_codes if keep(c))}
+    return out
+
+
+# ---------------------------------------------------------------------------------------- evidence (MDACE)
+
+
+def tokens(text: str, offset: int = 0) -> list[tuple[int, str]]:
+    """(start offset, lower-cased token) for `\\w+` tokens; numbers above 10 are dropped (MDACE)."""
+    out = []
+    for m in TOKEN.finditer(text.lower()):
+        tok = m.group()
+        if tok.isdigit() and int(tok) > 10:
+            continue
+        out.append((offset + m.start(), tok))
+    return out
+
+
+def _items(doc: Document, evidence: Iterable[Evidence]) -> dict[str, set]:
+    spans, pi_spans, toks, pi_toks = set(), set(), set(), set()
+    for ev in evidence:
+        covered = doc.text[ev.begin : ev.end]
+        spans.add((doc.id, ev.begin, ev.end, ev.code))
+        pi_spans.add((covered.lower(), ev.code))
+        for start, tok in tokens(covered, ev.begin):
+            toks.add((doc.id, start, ev.code))
+            pi_toks.add((tok, ev.code))
+    return {
+        "span_exact": spans,
+        "span_position_independent": pi_spans,
+        "token_exact": toks,
+        "token_position_independent": pi_toks,
+    }
+
+
+MDACE_METRICS = ("span_exact", "span_position_independent", "token_exact", "token_position_independent")
+
+
+def mdace_evidence_metrics(
+    gold: list[Document], predictions: Iterable[Prediction], *, group: Callable[[Document], str] | None = None
+) -> dict[str, Any]:
+    """The four MDACE evidence metrics; `group` pools notes (default: each note on its own)."""
+    preds = {p.id: p for p in predictions}
+    group = group or (lambda d: d.id)
+    gold_sets: dict[str, dict[str, set]] = defaultdict(lambda: {m: set() for m in MDACE_METRICS})
+    pred_sets: dict[str, dict[str, set]] = defaultdict(lambda: {m: set() for m in MDACE_METRICS})
+    for doc in gold:
+        key = group(doc)
+        for metric, items in _items(doc, doc.evidence).items():
+            gold_sets[key][metric] |= items
+        pred = preds.get(doc.id)
+        for metric, items in _items(doc, pred.evidence if pred else []).items():
+            pred_sets[key][metric] |= items
+    gold_ids = {doc.id for doc in gold}
+    for pred in preds.values():
+        # a predicted note outside the gold notes still counts, in its admission, when it belongs to one
+        if pred.id in gold_ids or pred.text is None or pred.group not in gold_sets:
+            continue
+        note = Document(pred.id, pred.text, set(pred.codes))
+        for metric, items in _items(note, pred.evidence).items():
+            pred_sets[pred.group][metric] |= items
+    totals = {m: PRF() for m in MDACE_METRICS}
+    for key in gold_sets:
+        for m in MDACE_METRICS:
+            totals[m] += set_prf(gold_sets[key][m], pred_sets[key][m])
+    return {m: totals[m].as_dict() for m in MDACE_METRICS} | {"groups": len(gold_sets)}
+
+
+# --------------------------------------------------------------------------------------------- plausibility
+
+
+def _covered_tokens(doc: Document, spans: Iterable[Evidence]) -> set[int]:
+    out: set[int] = set()
+    for ev in spans:
+        out |= {start for start, _ in tokens(doc.text[ev.begin : ev.end], ev.begin)}
+    return out
+
+
+def plausibility(gold: list[Document], predictions: Iterable[Prediction]) -> dict[str, Any]:
+    """Token P/R/F1 per (note, code) with gold evidence, averaged; and evidence-span recall."""
+    preds = {p.id: p for p in predictions}
+    settings: dict[str, dict[str, list[float]]] = {
+        "correct_codes": {"precision": [], "recall": [], "f1": []},
+        "all_gold_codes": {"precision": [], "recall": [], "f1": []},
+    }
+    spans_hit: Counter = Counter()
+    spans_total: Counter = Counter()
+    for doc in gold:
+        pred = preds.get(doc.id) or Prediction(doc.id, set())
+        pred_by_code: dict[str, list[Evidence]] = defaultdict(list)
+        for ev in pred.evidence:
+            pred_by_code[ev.code].append(ev)
+        for code, gold_spans in doc.evidence_by_code().items():
+            g = _covered_tokens(doc, gold_spans)
+            p = _covered_tokens(doc, pred_by_code.get(code, []))
+            prf = set_prf(g, p)
+            correct = code in pred.codes
+            targets = ["all_gold_codes", "correct_codes"] if correct else ["all_gold_codes"]
+            hits = sum(
+                1
+                for gs in gold_spans
+                if any(ps.begin < gs.end and gs.begin < ps.end for ps in pred_by_code.get(code, []))
+            )
+            for name in targets:
+                settings[name]["precision"].append(prf.precision)
+                settings[name]["recall"].append(prf.recall)
+                settings[name]["f1"].append(prf.f1)
+                spans_hit[name] += hits
+                spans_total[name] += len(gold_spans)
+    out: dict[str, Any] = {}
+    for name, values in settings.items():
+        n = len(values["f1"])
+        out[name] = {k: (sum(v) / n if n else 0.0) for k, v in values.items()} | {
+            "pairs": n,
+            "span_recall": spans_hit[name] / spans_total[name] if spans_total[name] else 0.0,
+            "gold_spans": spans_total[name],
+        }
+    return out

@@ -1,0 +1,157 @@
+"""Metrics against small cases computed by hand, and the MDACE metrics on the real MDACE files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sclcoder.documents import Document, Evidence
+from sclcoder.evaluate import evaluate, gold_mdace, predictions_jsonl, predictions_mdace_dir
+from sclcoder.metrics import Prediction, code_metrics, mdace_evidence_metrics, plausibility, tokens
+
+I10, E119, J189, N390 = "I10", "E11.9", "J18.9", "N39.0"
+
+
+def _gold() -> list[Document]:
+    t1 = "Pt with HTN and type 2 diabetes, BP 140/90."
+    return [
+        Document("d1", t1, {I10, E119}, evidence=[Evidence(8, 11, I10), Evidence(16, 31, E119)]),
+        Document("d2", "HTN again. HTN.", {I10}, evidence=[Evidence(0, 3, I10), Evidence(11, 14, I10)]),
+        Document("d3", "pneumonia", {J189}),  # a note with codes but no gold evidence
+    ]
+
+
+def test_code_metrics_by_hand() -> None:
+    preds = [Prediction("d1", {I10, N390}), Prediction("d2", set()), Prediction("d3", {J189})]  # d2: empty
+    m = code_metrics(_gold(), preds, seen_codes={I10, J189})
+    # tp: d1 I10, d3 J18.9; fp: d1 N39.0 (absent from gold); fn: d1 E11.9, d2 I10
+    assert (m["micro"]["tp"], m["micro"]["fp"], m["micro"]["fn"]) == (2, 1, 2)
+    assert m["micro"]["precision"] == pytest.approx(2 / 3) and m["micro"]["recall"] == pytest.approx(0.5)
+    f1_i10 = 2 * 1.0 * 0.5 / 1.5  # I10: P 1/1, R 1/2
+    assert m["macro_over_gold_codes"]["f1"] == pytest.approx((f1_i10 + 0 + 1) / 3)
+    assert m["macro_over_gold_and_predicted_codes"]["f1"] == pytest.approx((f1_i10 + 0 + 1 + 0) / 4)
+    per = {r["code"]: r for r in m["per_code"]}
+    assert per[N390]["support"] == 0 and per[N390]["fp"] == 1 and per[I10]["support"] == 2
+    assert m["micro_seen_codes"]["tp"] == 2 and m["micro_unseen_codes"]["fp"] == 1
+    assert m["micro_unseen_codes"]["fn"] == 1  # E11.9 was never in training
+    missing = code_metrics(_gold(), preds[:1])
+    assert missing["notes_without_prediction"] == ["d2", "d3"] and missing["micro"]["fn"] == 3
+
+
+def test_mdace_tokens_drop_numbers_above_ten() -> None:
+    assert tokens("BP 140/90, 2 doses, HbA1c 7", 100) == [
+        (100, "bp"),
+        (111, "2"),
+        (113, "doses"),
+        (120, "hba1c"),
+        (126, "7"),
+    ]
+
+
+def test_mdace_evidence_metrics_by_hand() -> None:
+    gold = _gold()
+    preds = [
+        # d1: I10 exact; the diabetes span one character short; the same span quoted twice counts once
+        Prediction("d1", {I10, E119}, [Evidence(8, 11, I10), Evidence(8, 11, I10), Evidence(16, 30, E119)]),
+        # d2: the second HTN quoted: exact span TP for it, FN for the first; PI span: "htn" matches once
+        Prediction("d2", {I10}, [Evidence(11, 14, I10)]),
+    ]
+    m = mdace_evidence_metrics(gold, preds)
+    assert (m["span_exact"]["tp"], m["span_exact"]["fp"], m["span_exact"]["fn"]) == (2, 1, 2)
+    # PI spans per note: d1 {htn, type 2 diabetes} vs {htn, type 2 diabete}; d2 {htn} vs {htn}
+    assert (
+        m["span_position_independent"]["tp"],
+        m["span_position_independent"]["fp"],
+        m["span_position_independent"]["fn"],
+    ) == (2, 1, 1)
+    # tokens: d1 gold htn, type, 2, diabetes (all matched: "diabete" starts where "diabetes" starts)
+    assert (m["token_exact"]["tp"], m["token_exact"]["fp"], m["token_exact"]["fn"]) == (5, 0, 1)
+    assert (m["token_position_independent"]["tp"], m["token_position_independent"]["fp"]) == (4, 1)
+    # pooled per admission, "htn" is one item of the admission however many notes quote it
+    pooled = mdace_evidence_metrics(gold, preds, group=lambda d: "same admission")
+    assert (pooled["span_position_independent"]["tp"], pooled["span_position_independent"]["fn"]) == (1, 1)
+    assert pooled["groups"] == 1
+
+
+def test_plausibility_by_hand() -> None:
+    gold = _gold()
+    preds = [
+        Prediction("d1", {I10, E119}, [Evidence(8, 15, I10), Evidence(22, 31, E119)]),  # "HTN and", "diabetes"
+        Prediction("d2", set(), []),
+    ]
+    p = plausibility(gold, preds)
+    # d1/I10: gold {htn}, pred {htn, and}: P .5 R 1; d1/E11.9: gold {type, 2, diabetes}, pred {diabetes}: P 1 R 1/3
+    f1_a, f1_b = 2 * 0.5 * 1 / 1.5, 2 * 1 * (1 / 3) / (4 / 3)
+    assert p["correct_codes"]["pairs"] == 2 and p["correct_codes"]["f1"] == pytest.approx((f1_a + f1_b) / 2)
+    # all gold codes adds d2/I10 with nothing predicted (d3 has no gold evidence: not a pair)
+    assert p["all_gold_codes"]["pairs"] == 3 and p["all_gold_codes"]["f1"] == pytest.approx((f1_a + f1_b) / 3)
+    assert p["all_gold_codes"]["span_recall"] == pytest.approx(2 / 4) and p["correct_codes"]["span_recall"] == 1.0
+
+
+# ------------------------------------------------------------------------------------- real MDACE files
+
+
+@pytest.fixture(scope="module")
+def mdace_gold(mdace_dir, mdace_notes):
+    noteevents, _ = mdace_notes
+    return gold_mdace(mdace_dir, noteevents, split="MDace-ev-test", icd=10)
+
+
+def test_predictions_equal_to_gold_score_one(mdace_gold) -> None:
+    preds = [Prediction(d.id, set(d.codes), list(d.evidence)) for d in mdace_gold.docs]
+    report = evaluate(mdace_gold, preds, {"path": "gold"})
+    for metric in ("span_exact", "span_position_independent", "token_exact", "token_position_independent"):
+        assert report["evidence_mdace"][metric]["f1"] == 1.0
+    assert report["codes"]["micro"]["f1"] == 1.0
+    assert report["evidence_mdace"]["groups"] == len({d.meta["hadm_id"] for d in mdace_gold.docs})
+
+
+def test_a_known_perturbation_gives_a_known_count(mdace_gold) -> None:
+    # drop every span of one code in one note: exactly those spans become false negatives
+    victim = next(d for d in mdace_gold.docs if len(d.evidence_by_code()) > 1)
+    code, spans = next(iter(victim.evidence_by_code().items()))
+    preds = [
+        Prediction(d.id, set(d.codes), [e for e in d.evidence if not (d is victim and e.code == code)])
+        for d in mdace_gold.docs
+    ]
+    m = evaluate(mdace_gold, preds, {"path": "perturbed"})["evidence_mdace"]["span_exact"]
+    assert (m["fp"], m["fn"]) == (0, len({(e.begin, e.end) for e in spans}))
+
+
+def test_authors_baselines_score_end_to_end(mdace_dir, mdace_notes) -> None:
+    noteevents, _ = mdace_notes
+    cases = [
+        ("supervised_attn/Inpatient/ICD-9/Discharge", False, 1636, 645),
+        ("unsupervised_attn/Inpatient/ICD-9/Discharge", False, 1085, 645),
+        ("supervised_attn/Inpatient/ICD-9/Codeable", True, 1144, 744),
+    ]
+    for sub, codeable, n_pred, n_act in cases:
+        gold = gold_mdace(mdace_dir, noteevents, icd=9, with_procedures=True, all_codeable=codeable)
+        preds, info = predictions_mdace_dir(mdace_dir / "predictions" / sub, gold, noteevents)
+        m = evaluate(gold, preds, info)["evidence_mdace"]["span_exact"]
+        # the counts the MDACE authors published for these predictions (their results/*.md); TP and the
+        # other metrics depend on the real note text, which never ships
+        assert (m["predicted"], m["actual"]) == (n_pred, n_act), sub
+
+
+def test_both_prediction_formats_give_identical_numbers(tmp_path: Path, mdace_dir, mdace_notes) -> None:
+    noteevents, _ = mdace_notes
+    gold = gold_mdace(mdace_dir, noteevents, icd=9, with_procedures=True)
+    from_dir, info = predictions_mdace_dir(mdace_dir / "predictions/supervised_attn/Inpatient/ICD-9/Discharge", gold)
+    texts = {d.id: d.text for d in gold.docs}
+    lines = []
+    for p in from_dir:
+        by_code: dict[str, list] = {}
+        for e in p.evidence:
+            by_code.setdefault(e.code, []).append(
+                {"text": texts[p.id][e.begin : e.end], "begin": e.begin, "end": e.end, "match": "exact"}
+            )
+        lines.append({"id": p.id, "codes": [{"code": c, "evidence": ev} for c, ev in by_code.items()]})
+    path = tmp_path / "baseline.jsonl"
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    from_jsonl, _ = predictions_jsonl(path, gold)
+    a, b = evaluate(gold, from_dir, info), evaluate(gold, from_jsonl, {"path": str(path)})
+    for key in ("codes", "evidence_mdace", "plausibility"):
+        assert a[key] == b[key]
