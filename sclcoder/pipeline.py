@@ -91,6 +91,7 @@ def run_demo(
         "stage_seconds": clock.seconds,
         "total_seconds": sum(clock.seconds.values()),
         "train_tokens": built.stats["train"]["tokens"],
+        "train_tokens_seen": open_adapter(result.adapter_dir).meta["tokens_seen"],
         "token_cost_vs_document_sft": built.stats["token_cost_vs_document_sft"],
         "train_loss": result.metrics.get("train_loss"),
         "predict_notes_per_second": pred_report.notes_per_second,

@@ -63,6 +63,7 @@ def test_lora_sft_lowers_the_loss_and_the_adapter_reloads(tiny_adapter: Path, ti
     assert len(losses) == 30
     assert sum(losses[-5:]) < 0.85 * sum(losses[:5])  # a random tiny model: a clear fall, not convergence
     assert adapter.meta["prompt"]["name"] == "evidence-coding" and adapter.meta["codes"]
+    assert 0 < adapter.meta["tokens_seen"] <= 30 * 4 * 512  # steps x batch x max_length bounds what TRL counted
     assert (tiny_adapter / "adapter_config.json").exists()
 
     tok = AutoTokenizer.from_pretrained(tiny_adapter)
