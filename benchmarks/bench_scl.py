@@ -19,13 +19,14 @@ def run() -> tuple[str, dict[str, Any]]:
     rows = []
     for name, r in reports.items():
         d, c, e = r["demo"], r["codes"], r["evidence_mdace"]
+        train_seconds = d["stage_seconds"]["train (LoRA, CPU)"]
         rows.append(
             [
                 name,
                 d["train_tokens"],
                 d["train_tokens_seen"],
-                f"{d['stage_seconds']['train (LoRA, CPU)']:.0f}",
-                f"{d['train_tokens_seen'] / d['stage_seconds']['train (LoRA, CPU)']:.0f}",
+                f"{train_seconds:.0f}",
+                f"{d['train_tokens_seen'] / train_seconds:.0f}",
                 f"{100 * c['micro']['f1']:.1f}",
                 f"{100 * c['macro_over_gold_codes']['f1']:.1f}",
                 f"{100 * e['token_position_independent']['f1']:.1f}",

@@ -73,6 +73,7 @@ def run_demo(
         built = build_dataset(recipe, root / "run" / "dataset")
     with clock.stage("train (LoRA, CPU)"):
         result = train(recipe, overwrite=True)
+    adapter_meta = open_adapter(result.adapter_dir).meta
     if after_train:
         after_train(result.adapter_dir)
     with clock.stage("predict (vLLM)"):
@@ -81,7 +82,7 @@ def run_demo(
     with clock.stage("evaluate"):
         gold = gold_demo(corpus)
         preds, info = load_predictions(preds_path, gold)
-        report = evaluate(gold, preds, info, seen_codes=set(open_adapter(result.adapter_dir).meta["codes"]))
+        report = evaluate(gold, preds, info, seen_codes=set(adapter_meta["codes"]))
         write_report(report, root / "eval")
     with clock.stage("audit view"):
         build_report(preds_path, test_notes, root / "report.html", gold=test_notes)
@@ -91,7 +92,7 @@ def run_demo(
         "stage_seconds": clock.seconds,
         "total_seconds": sum(clock.seconds.values()),
         "train_tokens": built.stats["train"]["tokens"],
-        "train_tokens_seen": open_adapter(result.adapter_dir).meta["tokens_seen"],
+        "train_tokens_seen": adapter_meta["tokens_seen"],
         "token_cost_vs_document_sft": built.stats["token_cost_vs_document_sft"],
         "train_loss": result.metrics.get("train_loss"),
         "predict_notes_per_second": pred_report.notes_per_second,

@@ -314,7 +314,7 @@ def adapter_metadata(recipe: Recipe, dataset: BuiltDataset, metrics: dict[str, A
         "dataset": {"path": str(dataset.path), "stats": dataset.stats},
         "recipe": recipe_dict(recipe),
         "metrics": metrics,
-        # tokens the optimizer actually saw (TRL counts them), the basis of a fair throughput comparison
+        # tokens trained on as TRL counted them up to the last logging step: a fair basis for throughput
         "tokens_seen": int(history[-1].get("num_tokens", 0)) if history else 0,
         "loss_history": [{"step": h["step"], "loss": h["loss"]} for h in history],
     }
