@@ -299,6 +299,9 @@ def train_cmd(
     devices: Annotated[
         int | None, typer.Option(help="Devices to plan for with --dry-run (default: WORLD_SIZE).")
     ] = None,
+    for_device: Annotated[
+        str, typer.Option(help="Device kind --dry-run plans precision and memory for: here, cuda or cpu.")
+    ] = "here",
     set_: SetOpt = None,
     local_rank: Annotated[int | None, typer.Option("--local_rank", "--local-rank", hidden=True)] = None,
 ) -> None:
@@ -309,7 +312,7 @@ def train_cmd(
     if dry_run:
         from sclcoder.plan import plan_training, print_plan
 
-        print_plan(plan_training(loaded, devices=devices))
+        print_plan(plan_training(loaded, devices=devices, for_device=for_device))
         return
     from sclcoder.progress import console
     from sclcoder.train import train
@@ -380,6 +383,9 @@ def predict_cmd(
         overwrite=overwrite,
         limit=limit,
     )
+    if not report.written and report.already_done:
+        console.print(f"nothing left to do: all {report.already_done} notes are already in [bold]{report.output}[/]")
+        return
     console.print(
         f"wrote {report.written} notes to [bold]{report.output}[/] ({report.already_done} already there; "
         f"{report.windows} windows; {report.notes_per_second:.2f} notes/s, {report.tokens_per_second:.0f} "

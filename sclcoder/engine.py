@@ -19,18 +19,13 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sclcoder.device import has_gpu, resolve_precision
 from sclcoder.errors import SclError
 
 STRUCTURED_OUTPUTS = {"backend": "xgrammar", "disable_any_whitespace": True}
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
-
-
-def has_gpu() -> bool:
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency
-        return False
-    return bool(torch.cuda.is_available())
+IN_PROCESS = "VLLM_ENABLE_V1_MULTIPROCESSING"
+_defaults_set: set[str] = set()  # variables configure_env set (not the user), kept out of server processes
 
 
 def configure_env(cpu_kv_cache_gb: float = 2.0) -> None:
@@ -39,6 +34,24 @@ def configure_env(cpu_kv_cache_gb: float = 2.0) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    if not has_gpu() and IN_PROCESS not in os.environ:
+        # On CPU the engine core in its own process busy-waits on shared memory (sched_yield, ~93% of a core)
+        # while the worker computes: on 2 cores that halves the machine. In process, nothing spins, and no
+        # engine process can outlive its parent.
+        os.environ[IN_PROCESS] = "0"
+        _defaults_set.add(IN_PROCESS)
+
+
+def server_env() -> dict[str, str]:
+    """The environment for a vLLM server process: ours, less the in-process switch we set for the offline
+    engine (the OpenAI server's async client runs its engine core in a process of its own)."""
+    configure_env()
+    return {k: v for k, v in os.environ.items() if k not in _defaults_set}
+
+
+def engine_dtype(requested: str) -> str:
+    """vLLM's dtype by the rule training uses: bf16 only where native (sclcoder.device)."""
+    return resolve_precision(requested).dtype  # type: ignore[arg-type]
 
 
 def lora_rank(r: int) -> int:
@@ -77,7 +90,7 @@ class ServerSpec:
             "--host", self.host,
             "--port", str(self.port),
             "--max-model-len", str(self.max_model_len),
-            "--dtype", self.dtype,
+            "--dtype", engine_dtype(self.dtype),
             "--structured-outputs-config", json.dumps(STRUCTURED_OUTPUTS),
             "--tensor-parallel-size", str(self.tensor_parallel_size),
             "--disable-uvicorn-access-log",
@@ -99,9 +112,8 @@ class ServerSpec:
 
 def start_server(spec: ServerSpec, log_path: str | os.PathLike[str] | None = None) -> subprocess.Popen:
     """Start vLLM's OpenAI-compatible server as a child process (its output goes to `log_path`)."""
-    configure_env()
     out = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 - owned by the child
-    return subprocess.Popen(spec.command(), stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy())
+    return subprocess.Popen(spec.command(), stdout=out, stderr=subprocess.STDOUT, env=server_env())
 
 
 def wait_until_ready(
@@ -176,7 +188,7 @@ class VllmEngine:
         kwargs: dict = {
             "model": model,
             "max_model_len": max_model_len,
-            "dtype": dtype,
+            "dtype": engine_dtype(dtype),
             "enforce_eager": enforce_eager or not has_gpu(),
             "tensor_parallel_size": tensor_parallel_size,
             "structured_outputs_config": dict(STRUCTURED_OUTPUTS),

@@ -88,7 +88,14 @@ def run_demo(
         build_report(preds_path, test_notes, root / "report.html", gold=test_notes)
     aligned = report["predictions"]["evidence_alignment"]
     placed = sum(v for k, v in aligned.items() if k != "unaligned")
+    from sclcoder.device import cpu_info
+
+    train_seconds = clock.seconds["train (LoRA, CPU)"]
     report["demo"] = {
+        "machine": cpu_info().describe(),
+        "precision": adapter_meta["precision"],
+        "train_tokens_per_second": adapter_meta["tokens_seen"] / train_seconds if train_seconds else 0.0,
+        "train_pad_share": adapter_meta["pad_share"],
         "stage_seconds": clock.seconds,
         "total_seconds": sum(clock.seconds.values()),
         "train_tokens": built.stats["train"]["tokens"],
@@ -126,6 +133,12 @@ def print_summary(report: dict[str, Any]) -> None:
             f"{report['negated_mentions']['conditions_mentioned_only_negated']}",
         ),
         ("training tokens (vs document-only SFT)", f"{d['train_tokens']:,} ({d['token_cost_vs_document_sft']:.2f}x)"),
+    ]
+    rows += [
+        ("machine", d["machine"]),
+        ("training precision", d["precision"]["dtype"]),
+        ("training tokens/s (padding)", f"{d['train_tokens_per_second']:.0f} ({100 * d['train_pad_share']:.0f}% pad)"),
+        ("predict notes/s", f"{d['predict_notes_per_second']:.2f}"),
     ]
     rows += [(f"time: {k}", f"{v:.0f} s") for k, v in d["stage_seconds"].items()]
     rows.append(("time: total", f"{d['total_seconds']:.0f} s"))

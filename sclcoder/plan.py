@@ -16,6 +16,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from sclcoder.device import Device, current_device, resolve_precision, weights_dtype
 from sclcoder.errors import SclError
 from sclcoder.recipe import Recipe
 
@@ -32,6 +33,7 @@ class Plan:
     zero_stage: int | None
     offload: bool
     precision: str
+    precision_reason: str
     train_examples: int | None
     train_tokens: int | None
     steps: int | None
@@ -91,10 +93,32 @@ def _dataset_numbers(recipe: Recipe) -> tuple[int | None, int | None, str | None
     return stats["train"]["examples"], stats["train"]["tokens"], None
 
 
+# A dry run on a laptop usually plans for GPUs: `--for-device cuda` assumes a bf16-capable one (A100/H100 class).
+PLANNED_GPU = Device("cuda", "a bf16-capable CUDA GPU (assumed for the plan)", bf16=True)
+
+
+def planning_device(kind: str | None) -> Device:
+    if kind in (None, "here"):
+        return current_device()
+    if kind == "cuda":
+        return PLANNED_GPU
+    if kind == "cpu":
+        return Device("cpu", "a CPU without native bf16 (assumed for the plan)", bf16=False)
+    raise SclError(f"unknown device {kind!r} to plan for", hint="use here, cuda or cpu")
+
+
 def estimate_memory(
-    recipe: Recipe, config: Any, total: int, trainable: int, devices: int, zero: int | None, offload: bool
+    recipe: Recipe,
+    config: Any,
+    total: int,
+    trainable: int,
+    devices: int,
+    zero: int | None,
+    offload: bool,
+    device: Device | None = None,
 ) -> dict[str, float]:
     """GiB per device, by component."""
+    device = device or current_device()
     t = recipe.train
     q = recipe.quantization
     if q.load_in_4bit:
@@ -102,7 +126,7 @@ def estimate_memory(
     elif q.load_in_8bit:
         weight_bytes = 1.05
     else:
-        weight_bytes = 4.0 if recipe.model.dtype == "float32" else 2.0
+        weight_bytes = 4.0 if weights_dtype(recipe.model.dtype, device) == "float32" else 2.0
     weights = total * weight_bytes
     if zero == 3:
         weights /= devices
@@ -116,7 +140,10 @@ def estimate_memory(
     layers = int(getattr(config, "num_hidden_layers", 0))
     vocab = int(getattr(config, "vocab_size", 0))
     tokens = t.max_length * t.per_device_train_batch_size
-    act_bytes = 2 if (t.bf16 or recipe.model.dtype in ("bfloat16", "float16")) else 4
+    half = (
+        resolve_precision(t.bf16, device).dtype != "float32" or weights_dtype(recipe.model.dtype, device) != "float32"
+    )
+    act_bytes = 2 if half else 4
     if t.gradient_checkpointing:
         # layer inputs kept, one layer recomputed at a time (fused attention: no s^2 term)
         activations = tokens * hidden * act_bytes * (layers + 17)
@@ -132,7 +159,10 @@ def estimate_memory(
     }
 
 
-def plan_training(recipe: Recipe, *, devices: int | None = None, recipe_path: str = "") -> Plan:
+def plan_training(
+    recipe: Recipe, *, devices: int | None = None, recipe_path: str = "", for_device: str | None = None
+) -> Plan:
+    device = planning_device(for_device)
     devices = devices or int(os.environ.get("WORLD_SIZE", "1"))
     if devices < 1:
         raise SclError("devices must be at least 1")
@@ -142,7 +172,11 @@ def plan_training(recipe: Recipe, *, devices: int | None = None, recipe_path: st
     zero = int(ds.get("zero_optimization", {}).get("stage", 0)) if ds else None
     offload = bool(ds and ds.get("zero_optimization", {}).get("offload_optimizer"))
     q = recipe.quantization
-    precision = "4-bit NF4" if q.load_in_4bit else "8-bit" if q.load_in_8bit else recipe.model.dtype
+    mixed = resolve_precision(recipe.train.bf16, device)
+    weights = (
+        "4-bit NF4" if q.load_in_4bit else "8-bit" if q.load_in_8bit else weights_dtype(recipe.model.dtype, device)
+    )
+    precision = f"weights {weights}, compute {mixed.dtype}"
     examples, tokens, note = _dataset_numbers(recipe)
     notes = [note] if note else []
     t = recipe.train
@@ -163,10 +197,11 @@ def plan_training(recipe: Recipe, *, devices: int | None = None, recipe_path: st
         zero_stage=zero,
         offload=offload,
         precision=precision,
+        precision_reason=mixed.reason,
         train_examples=examples,
         train_tokens=epochs_tokens,
         steps=steps,
-        memory=estimate_memory(recipe, config, total, trainable, devices, zero, offload),
+        memory=estimate_memory(recipe, config, total, trainable, devices, zero, offload, device),
         notes=notes,
     )
 
@@ -189,7 +224,7 @@ def print_plan(plan: Plan) -> None:
             f"{plan.total_params:,} total, {plan.trainable_params:,} trainable "
             f"({100 * plan.trainable_params / max(1, plan.total_params):.2f}%)",
         ),
-        ("precision", plan.precision),
+        ("precision", f"{plan.precision} ({plan.precision_reason})"),
         (
             "devices",
             f"{plan.devices}"

@@ -25,7 +25,8 @@ from sclcoder import codes as codes_mod
 from sclcoder.align import Aligner
 from sclcoder.answer import answer_schema, parse_answer
 from sclcoder.codes import CodeSystem
-from sclcoder.engine import EndpointEngine, Generation, Request, VllmEngine, has_gpu
+from sclcoder.device import has_gpu
+from sclcoder.engine import EndpointEngine, Generation, Request, VllmEngine
 from sclcoder.errors import CodeError, SclError, Skips
 from sclcoder.files import JsonlAppender, read_jsonl
 from sclcoder.progress import bar
@@ -278,6 +279,10 @@ def predict(
     def count(text: str) -> int:
         return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    if not todo:  # a finished run started again: nothing to decode, so no engine to start (~20 s on CPU)
+        report.skipped_input = skips.count
+        report.seconds = time.perf_counter() - started
+        return report
     own_engine = engine is None
     if engine is None:
         if endpoint:
@@ -295,7 +300,10 @@ def predict(
     lora = str(ad.path) if isinstance(engine, VllmEngine) and engine.lora_enabled else None
     run["engine"] = "endpoint" if isinstance(engine, EndpointEngine) else ("lora" if lora else "merged")
     try:
-        with JsonlAppender(out) as sink, bar("predict", len(todo), extra="{task.fields[rate]}") as progress:
+        with (
+            JsonlAppender(out) as sink,
+            bar("predict", len(todo), unit="notes", extra="{task.fields[rate]}") as progress,
+        ):
             for i in range(0, len(todo), settings.batch_size):
                 batch = todo[i : i + settings.batch_size]
                 windows = [split_windows(n.text, count, budget, overlap) for n in batch]

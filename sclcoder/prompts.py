@@ -22,7 +22,7 @@ from sclcoder.codes import CodeSystem
 from sclcoder.errors import SclError
 from sclcoder.files import require_file
 
-DEFAULT_PROMPT = "prompts/evidence-coding-v1.yaml"
+DEFAULT_PROMPT = "prompts/evidence-coding-v2.yaml"
 PROMPT_FILE = "prompt.yaml"
 """The exact template file, copied into every dataset and adapter: predict renders what training rendered."""
 

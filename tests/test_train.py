@@ -135,6 +135,12 @@ def test_deepspeed_zero3_one_process_on_gloo(tmp_path: Path, tiny_model: Path, d
         [sys.executable, "-m", "sclcoder.cli", "train", str(path)], env=env, capture_output=True, text=True, timeout=900
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # no terminal: a plain progress line per logging step, with the step count, and the precision chosen
+    log = " ".join(proc.stderr.split())
+    assert "precision: " in log
+    for step in range(1, 5):
+        assert f"train step {step}/4 | loss " in log
+    assert "ETA" in log and "tok/s" in log
     adapter = open_adapter(tmp_path / "run")
     assert adapter.meta["recipe"]["deepspeed"].endswith("zero3.json")
     # consolidated on save: full LoRA matrices, not the empty shards ZeRO-3 keeps per rank
@@ -175,7 +181,7 @@ def test_resume_continues_a_killed_run(tmp_path: Path, tiny_model: Path, demo_co
 def test_dry_run_plans_llama8b_without_weights(monkeypatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.chdir(REPO)
-    cmd = ["train", "recipes/llama8b_scl.yaml", "--dry-run", "--devices", "8"]
+    cmd = ["train", "recipes/llama8b_scl.yaml", "--dry-run", "--devices", "8", "--for-device", "cuda"]
     result = CliRunner().invoke(app, cmd, env={"COLUMNS": "200"})  # one table row per line
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
@@ -187,6 +193,17 @@ def test_dry_run_plans_llama8b_without_weights(monkeypatch) -> None:
     assert f"{per_layer * cfg['num_hidden_layers']:,} trainable" in text
     assert "8,030,261,248 total" in text  # the published size of Llama-3.1-8B
     assert "DeepSpeed ZeRO-2" in text and "GiB" in text
+    assert "weights bfloat16, compute bfloat16 (auto: native bf16" in text  # `auto` resolved for the GPU planned
+
+
+def test_dry_run_on_this_cpu_resolves_auto_from_its_flags(monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")  # any machine plans as an AVX2 CPU would
+    monkeypatch.chdir(REPO)
+    result = CliRunner().invoke(app, ["train", "recipes/llama8b_scl.yaml", "--dry-run"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "weights float32, compute float32 (auto: bf16 would be emulated" in text
 
 
 def test_bad_inputs(tmp_path: Path, tiny_model: Path, demo_corpus: Path) -> None:
@@ -212,9 +229,19 @@ def test_smollm2_cpu_recipe_trains_a_few_steps(tmp_path: Path, monkeypatch) -> N
             "train.logging_steps=1",
             f"data.train=[{{demo: {{split: train, corpus: {tmp_path / 'c'}, charts: 40}}}}]",
             "data.validation=[]",
+            # a handful of short examples: the recipe's code path, not its cost
+            "data.span={fraction: 1.0, max_examples: 12, context_size: 4, negative_rate: 0.0}",
+            "data.document={fraction: 0.0}",
+            "data.synthesis={offline_fallback: false}",
         ],
     )
     result = train(recipe)
     meta = open_adapter(result.adapter_dir).meta
     assert meta["base_model"] == "smollm2-135m" and len(meta["loss_history"]) == 3
     assert json.loads((result.adapter_dir / "adapter_config.json").read_text())["r"] == 16
+    # `bf16: auto` in the shipped recipe resolved by this machine's flags, and recorded with the adapter
+    from sclcoder.device import current_device
+
+    expected = "bfloat16" if current_device().bf16 else "float32"
+    assert meta["precision"]["dtype"] == expected and meta["precision"]["reason"].startswith("auto:")
+    assert 0.0 <= meta["pad_share"] < 1.0
