@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sclcoder.errors import SclError
-from sclcoder.files import atomic_dir
+from sclcoder.files import atomic_dir, resource_path
 
 log = logging.getLogger("sclcoder")
 
@@ -112,8 +112,6 @@ def load_tokenizer(name_or_path: str, chat_template: str | None = None):  # type
             hint="give a local model folder, or run where the model hub is reachable",
         ) from None
     if chat_template:
-        from sclcoder.prompts import resource_path
-
         tokenizer.chat_template = Path(resource_path(chat_template)).read_text(encoding="utf-8")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

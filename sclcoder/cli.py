@@ -95,7 +95,7 @@ def data_demo(
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same corpus.")] = 13,
 ) -> None:
     """Generate the synthetic demo corpus (MDACE layout: annotations, NOTEEVENTS.csv, splits)."""
-    from sclcoder.demo import generate_demo
+    from sclcoder.data.demo import generate_demo
     from sclcoder.progress import console
 
     summary = generate_demo(out, n_charts=charts, seed=seed)
@@ -134,9 +134,9 @@ def convert_mdace(
     ] = False,
 ) -> None:
     """MDACE annotations joined with the MIMIC-III note text -> generic evidence JSONL."""
-    from sclcoder.documents import write_documents
+    from sclcoder.data.documents import write_documents
+    from sclcoder.data.readers import DISCHARGE, ReadReport, read_mdace
     from sclcoder.errors import Skips
-    from sclcoder.readers import DISCHARGE, ReadReport, read_mdace
 
     if category and all_categories:
         raise SclError("give --category or --all-categories, not both")
@@ -170,9 +170,9 @@ def convert_mimic4(
     skip_invalid: Annotated[bool, typer.Option(help="Skip (and count) rows with bad codes or ids.")] = False,
 ) -> None:
     """MIMIC-IV discharge notes with their ICD codes (no evidence) -> generic evidence JSONL."""
-    from sclcoder.documents import write_documents
+    from sclcoder.data.documents import write_documents
+    from sclcoder.data.readers import ReadReport, read_mimic4, read_split
     from sclcoder.errors import Skips
-    from sclcoder.readers import ReadReport, read_mimic4, read_split
 
     report, skips = ReadReport(), Skips(skip_invalid)
     docs = read_mimic4(
@@ -196,9 +196,9 @@ def convert_demo(
     all_categories: Annotated[bool, typer.Option(help="Also keep the radiology reports.")] = False,
 ) -> None:
     """The demo corpus, read through the MDACE reader -> generic evidence JSONL."""
-    from sclcoder.demo import read_demo
-    from sclcoder.documents import write_documents
-    from sclcoder.readers import ReadReport
+    from sclcoder.data.demo import read_demo
+    from sclcoder.data.documents import write_documents
+    from sclcoder.data.readers import ReadReport
 
     report = ReadReport()
     docs = read_demo(corpus, split=split, all_categories=all_categories, report=report)
@@ -222,8 +222,8 @@ def data_build(
     set_: SetOpt = None,
 ) -> None:
     """Build the span-centric SFT dataset (span, negative, document, synthetic examples) and stats.json."""
-    from sclcoder.build import build_dataset
     from sclcoder.recipe import load_recipe
+    from sclcoder.sft.build import build_dataset
 
     result = build_dataset(load_recipe(recipe, set_ or []), output, overwrite=overwrite)
     _stats_table(result.stats, result.out_dir)
@@ -234,7 +234,7 @@ def data_stats(
     directory: Annotated[Path, typer.Argument(help="Dataset directory written by `data build`.")],
 ) -> None:
     """Summarise a built dataset: examples and tokens per kind, coverage, cost against document SFT."""
-    from sclcoder.build import open_dataset
+    from sclcoder.sft.build import open_dataset
 
     ds = open_dataset(directory)
     _stats_table(ds.stats, ds.path)
@@ -310,12 +310,12 @@ def train_cmd(
 
     loaded = load_recipe(recipe, set_ or [])
     if dry_run:
-        from sclcoder.plan import plan_training, print_plan
+        from sclcoder.train.plan import plan_training, print_plan
 
         print_plan(plan_training(loaded, devices=devices, for_device=for_device))
         return
     from sclcoder.progress import console
-    from sclcoder.train import train
+    from sclcoder.train.trainer import train
 
     result = train(loaded, resume=resume, overwrite=overwrite)
     loss = result.metrics.get("train_loss")
@@ -347,10 +347,10 @@ def predict_cmd(
     set_: SetOpt = None,
 ) -> None:
     """Predict codes with verbatim evidence for each note (vLLM, JSON-schema constrained), offsets aligned."""
-    from sclcoder.predict import predict
+    from sclcoder.infer.predict import predict
     from sclcoder.progress import console
     from sclcoder.recipe import PredictSection
-    from sclcoder.train import open_adapter
+    from sclcoder.train.trainer import open_adapter
 
     ad = open_adapter(adapter)
     values = dict(ad.meta["recipe"].get("predict", {}))
@@ -409,7 +409,7 @@ def serve_cmd(
     max_model_len: Annotated[int | None, typer.Option(help="Context length (default: the adapter's recipe).")] = None,
 ) -> None:
     """Start vLLM's OpenAI-compatible server with the adapter loaded, and print how to call it."""
-    from sclcoder.serve import serve
+    from sclcoder.infer.serve import serve
 
     serve(
         adapter, host=host, port=port, name=name, tensor_parallel_size=tensor_parallel_size, max_model_len=max_model_len
@@ -456,7 +456,7 @@ def eval_cmd(
     faithfulness_pairs: Annotated[int, typer.Option(help="At most this many (note, code) pairs.")] = 200,
 ) -> None:
     """Score codes (micro/macro), MDACE evidence metrics, plausibility (and faithfulness) into a report."""
-    from sclcoder.evaluate import run_eval
+    from sclcoder.eval.evaluate import run_eval
 
     kind = benchmark or (Benchmark.jsonl if gold else None)
     if kind is None:
@@ -486,7 +486,7 @@ def eval_cmd(
 def _report_table(report: dict, output: Path) -> None:
     from rich.table import Table
 
-    from sclcoder.evaluate import headline
+    from sclcoder.eval.evaluate import headline
     from sclcoder.progress import console
 
     table = Table(title=f"{report['benchmark']}: {report['gold']['notes']} notes", show_header=False)
@@ -507,8 +507,8 @@ def report_cmd(
     code_system: Annotated[str, typer.Option(help="Code system of the notes.")] = "icd10cm",
 ) -> None:
     """Write a self-contained HTML audit view: each note's text with every code's evidence highlighted."""
+    from sclcoder.eval.report import build_report
     from sclcoder.progress import console
-    from sclcoder.report import build_report
 
     out = build_report(predictions, notes, output, gold=gold, code_system=code_system)
     console.print(f"audit view written to [bold]{out}[/] (one file, opens offline in any browser)")

@@ -8,6 +8,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
+from os import PathLike
 from pathlib import Path
 from typing import IO, Any
 
@@ -154,3 +155,15 @@ class JsonlAppender:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def resource_path(relative: str | PathLike[str]) -> Path:
+    """A path as given if it exists, else the copy shipped with sclcoder (prompts/, recipes/)."""
+    p = Path(relative)
+    if p.exists() or p.is_absolute():
+        return p
+    repo = Path(__file__).resolve().parents[1] / p
+    if repo.exists():
+        return repo
+    packaged = Path(__file__).resolve().parent / "_data" / p
+    return packaged if packaged.exists() else p

@@ -42,14 +42,14 @@ def run_demo(
 ) -> dict[str, Any]:
     """Run the whole demo into `out`; returns the evaluation report plus stage timings."""
     from sclcoder.backbones import resolve_model
-    from sclcoder.build import build_dataset
-    from sclcoder.demo import ensure_demo, read_demo
-    from sclcoder.documents import write_documents
-    from sclcoder.evaluate import evaluate, gold_demo, load_predictions, write_report
-    from sclcoder.predict import predict
+    from sclcoder.data.demo import ensure_demo, read_demo
+    from sclcoder.data.documents import write_documents
+    from sclcoder.eval.evaluate import evaluate, gold_demo, load_predictions, write_report
+    from sclcoder.eval.report import build_report
+    from sclcoder.infer.predict import predict
     from sclcoder.recipe import load_recipe
-    from sclcoder.report import build_report
-    from sclcoder.train import open_adapter, train
+    from sclcoder.sft.build import build_dataset
+    from sclcoder.train.trainer import open_adapter, train
 
     root = Path(out)
     clock = StageClock()

@@ -20,8 +20,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sclcoder.errors import SclError
-from sclcoder.files import require_file
-from sclcoder.prompts import DEFAULT_PROMPT, resource_path
+from sclcoder.files import require_file, resource_path
+
+DEFAULT_PROMPT = "prompts/evidence-coding-v2.yaml"
+"""The prompt template new datasets are rendered with (older adapters keep the copy they were trained on)."""
 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 PositiveInt = Annotated[int, Field(ge=1)]

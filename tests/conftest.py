@@ -66,7 +66,7 @@ DEMO_CHARTS, DEMO_SEED = 80, 7
 
 @pytest.fixture(scope="session")
 def demo_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from sclcoder.demo import generate_demo
+    from sclcoder.data.demo import generate_demo
 
     out = tmp_path_factory.mktemp("demo") / "corpus"
     generate_demo(out, n_charts=DEMO_CHARTS, seed=DEMO_SEED)
@@ -76,7 +76,7 @@ def demo_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory, demo_corpus: Path) -> Path:
     """A random tiny Llama whose tokenizer was trained on the demo notes."""
-    from sclcoder.demo import read_demo
+    from sclcoder.data.demo import read_demo
     from tests.tiny import build_tiny_model
 
     texts = [d.text for d in read_demo(demo_corpus)]
@@ -95,7 +95,7 @@ def free_port() -> int:
 def tiny_adapter(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, demo_corpus: Path) -> Path:
     """A LoRA adapter on the tiny model, trained on the demo corpus for 30 steps (shared by many tests)."""
     from sclcoder.recipe import load_recipe
-    from sclcoder.train import train
+    from sclcoder.train.trainer import train
     from tests.test_train import tiny_recipe
 
     tmp = tmp_path_factory.mktemp("adapter")
@@ -106,7 +106,7 @@ def tiny_adapter(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, dem
 def vllm_server(tiny_model: Path, tiny_adapter: Path, tmp_path_factory: pytest.TempPathFactory):
     """vLLM's own OpenAI-compatible server on loopback, once per session: the tiny model as `tiny` and the
     tiny adapter as `adapter`."""
-    from sclcoder.engine import ServerSpec, start_server, stop_server, wait_until_ready
+    from sclcoder.infer.engine import ServerSpec, start_server, stop_server, wait_until_ready
 
     log = tmp_path_factory.mktemp("vllm") / "server.log"
     spec = ServerSpec(
@@ -131,7 +131,7 @@ def vllm_server(tiny_model: Path, tiny_adapter: Path, tmp_path_factory: pytest.T
 @pytest.fixture(scope="session")
 def vllm_engine(tiny_model: Path):
     """vLLM's in-process engine on the tiny model with LoRA enabled, started once per session."""
-    from sclcoder.engine import VllmEngine
+    from sclcoder.infer.engine import VllmEngine
 
     engine = VllmEngine(
         str(tiny_model), max_model_len=2048, dtype="float32", max_lora_rank=8, enforce_eager=True, cpu_kv_cache_gb=1

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from sclcoder.align import Aligner, align_quote, normalize
+from sclcoder.data.align import Aligner, align_quote, normalize
 
 NOTE = "Past Medical History:\n- Type 2  diabetes mellitus\n- HTN, on lisinopril\nAssessment: HTN stable.\n"
 

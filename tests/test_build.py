@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sclcoder import build as build_mod
-from sclcoder.answer import answer_errors
 from sclcoder.backbones import load_tokenizer
-from sclcoder.build import build_dataset, open_dataset
-from sclcoder.demo import read_demo
+from sclcoder.data.demo import read_demo
+from sclcoder.data.windows import split_windows
 from sclcoder.errors import SclError
-from sclcoder.prompts import Renderer, load_prompt
 from sclcoder.recipe import load_recipe
-from sclcoder.windows import split_windows
+from sclcoder.sft import build as build_mod
+from sclcoder.sft.answer import answer_errors
+from sclcoder.sft.build import build_dataset, open_dataset
+from sclcoder.sft.prompts import Renderer, load_prompt
 from tests.conftest import DEMO_CHARTS, DEMO_SEED
 
 

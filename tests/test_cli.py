@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from sclcoder import __version__
 from sclcoder.cli import app
-from sclcoder.documents import read_documents
+from sclcoder.data.documents import read_documents
 
 runner = CliRunner()
 

@@ -8,8 +8,8 @@ import simple_icd_10_cm as cm
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sclcoder import codes
-from sclcoder.codes import CodeSystem
+from sclcoder.data import codes
+from sclcoder.data.codes import CodeSystem
 from sclcoder.errors import CodeError
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from sclcoder import codes
-from sclcoder.demo import BY_CODE, CONDITIONS, demo_paths, ensure_demo, generate_demo, read_demo
+from sclcoder.data import codes
+from sclcoder.data.demo import BY_CODE, CONDITIONS, demo_paths, ensure_demo, generate_demo, read_demo
+from sclcoder.data.readers import ReadReport, read_mdace
 from sclcoder.errors import SclError
-from sclcoder.readers import ReadReport, read_mdace
 from tests.conftest import DEMO_CHARTS
 
 

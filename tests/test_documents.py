@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from sclcoder.codes import CodeSystem
-from sclcoder.documents import (
+from sclcoder.data.codes import CodeSystem
+from sclcoder.data.documents import (
     Document,
     Evidence,
     merge_adjacent_evidence,

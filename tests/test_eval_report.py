@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from sclcoder.cli import app
-from sclcoder.demo import read_demo
-from sclcoder.documents import write_documents
+from sclcoder.data.demo import read_demo
+from sclcoder.data.documents import write_documents
 
 runner = CliRunner()
 

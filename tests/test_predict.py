@@ -15,13 +15,14 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from sclcoder.codes import CodeSystem
-from sclcoder.demo import read_demo
-from sclcoder.engine import EndpointEngine, Generation
+from sclcoder.data.codes import CodeSystem
+from sclcoder.data.demo import read_demo
+from sclcoder.data.documents import Note
+from sclcoder.data.windows import Window
 from sclcoder.errors import SclError
-from sclcoder.predict import Note, merge_windows, predict
+from sclcoder.infer.engine import EndpointEngine, Generation
+from sclcoder.infer.predict import merge_windows, predict
 from sclcoder.recipe import PredictSection
-from sclcoder.windows import Window
 
 LINE_SCHEMA = json.loads(resources.files("sclcoder").joinpath("schemas", "prediction.schema.json").read_text())
 
@@ -211,7 +212,7 @@ def test_kill_and_resume_writes_every_note_exactly_once(tmp_path, demo_corpus, t
     assert sorted(ids) == sorted(expected) and len(ids) == len(set(ids))
     assert {r["engine"] for r in _rows(out)} == {"merged"}  # CPU default: the adapter merged into the base
     # started again with every note done: it says so, and starts no engine
-    import sclcoder.predict as predict_mod
+    import sclcoder.infer.predict as predict_mod
 
     monkeypatch.setattr(predict_mod, "VllmEngine", lambda *a, **k: pytest.fail("engine started with nothing to do"))
     report = predict(notes, out, adapter=tiny_adapter)

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from sclcoder import codes
+from sclcoder.data import codes
+from sclcoder.data.readers import ReadReport, read_mdace, read_split
 from sclcoder.errors import SclError, Skips
-from sclcoder.readers import ReadReport, read_mdace, read_split
 
 
 def _raw_annotations(folder: Path, hadm_ids: set[int] | None, categories: set[str] | None, systems: set[str]):

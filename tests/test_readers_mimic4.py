@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from sclcoder.data.readers import ReadReport, read_mimic4
 from sclcoder.errors import SclError, Skips
-from sclcoder.readers import ReadReport, read_mimic4
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:

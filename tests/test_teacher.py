@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from sclcoder.build import build_dataset
-from sclcoder.documents import Document
+from sclcoder.data.documents import Document
 from sclcoder.errors import SclError
 from sclcoder.recipe import SynthesisSection, load_recipe
-from sclcoder.teacher import apply_rationales, is_loopback, snippets_to_examples
+from sclcoder.sft.build import build_dataset
+from sclcoder.sft.teacher import apply_rationales, is_loopback, snippets_to_examples
 from tests.test_build import write_recipe
 
 CFG = SynthesisSection(min_quote_chars=3, max_quote_chars=80)
@@ -136,8 +136,8 @@ def test_notes_never_go_to_a_remote_endpoint_unless_allowed(tmp_path, tiny_model
 
 
 def test_offline_fallback_alone(tmp_path, tiny_model, demo_corpus) -> None:
-    from sclcoder.codes import CodeSystem
-    from sclcoder.examples import offline_examples
+    from sclcoder.data.codes import CodeSystem
+    from sclcoder.sft.examples import offline_examples
 
     exs = offline_examples("I48.91", CodeSystem.ICD10CM, 3, random.Random(0))
     assert len(exs) == 3

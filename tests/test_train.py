@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from sclcoder.cli import app
 from sclcoder.errors import SclError
 from sclcoder.recipe import load_recipe
-from sclcoder.train import build_trainer, ensure_dataset, open_adapter, train
+from sclcoder.train.trainer import build_trainer, ensure_dataset, open_adapter, train
 from tests.test_build import write_recipe
 
 REPO = Path(__file__).resolve().parents[1]

@@ -15,33 +15,27 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from sclcoder import codes as codes_mod
-from sclcoder.align import Aligner
-from sclcoder.answer import answer_schema, parse_answer
-from sclcoder.codes import CodeSystem
+from sclcoder.data import codes as codes_mod
+from sclcoder.data.align import Aligner
+from sclcoder.data.codes import CodeSystem
+from sclcoder.data.documents import Note, read_notes
+from sclcoder.data.windows import Window, split_windows
 from sclcoder.device import has_gpu
-from sclcoder.engine import EndpointEngine, Generation, Request, VllmEngine
 from sclcoder.errors import CodeError, SclError, Skips
-from sclcoder.files import JsonlAppender, read_jsonl
+from sclcoder.files import JsonlAppender
+from sclcoder.infer.engine import EndpointEngine, Generation, Request, VllmEngine
 from sclcoder.progress import bar
-from sclcoder.prompts import PROMPT_FILE, PromptTemplate, Renderer, load_prompt
 from sclcoder.recipe import PredictSection
-from sclcoder.train import Adapter, open_adapter
-from sclcoder.windows import Window, split_windows
+from sclcoder.sft.answer import answer_schema, parse_answer
+from sclcoder.sft.prompts import PROMPT_FILE, PromptTemplate, Renderer, load_prompt
+from sclcoder.train.trainer import Adapter, open_adapter
 
 log = logging.getLogger("sclcoder")
-
-
-@dataclass
-class Note:
-    id: str
-    text: str
 
 
 @dataclass
@@ -67,24 +61,6 @@ class PredictReport:
 
 
 # ------------------------------------------------------------------------------------------------ input
-
-
-def read_notes(path: str | PathLike[str], skips: Skips) -> Iterator[Note]:
-    """Notes from JSONL: each line needs `id` and `text` (generic evidence JSONL works as is)."""
-    seen: set[str] = set()
-    for lineno, obj in read_jsonl(path, skips, what="notes file"):
-        problem = None
-        if "id" not in obj or "text" not in obj:
-            problem = SclError("missing", path=path, line=lineno, field="id" if "id" not in obj else "text")
-        elif not isinstance(obj["text"], str):
-            problem = SclError("must be a string", path=path, line=lineno, field="text")
-        elif str(obj["id"]) in seen:
-            problem = SclError(f"duplicate id {obj['id']!r}", path=path, line=lineno, field="id")
-        if problem:
-            skips.handle(problem)
-            continue
-        seen.add(str(obj["id"]))
-        yield Note(str(obj["id"]), obj["text"])
 
 
 def finished_ids(path: Path, run: dict[str, Any]) -> set[str]:

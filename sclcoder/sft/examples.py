@@ -20,11 +20,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sclcoder import codes as codes_mod
-from sclcoder.answer import make_answer
-from sclcoder.codes import CodeSystem
-from sclcoder.documents import Document, Evidence
-from sclcoder.windows import segments, split_windows
+from sclcoder.data import codes as codes_mod
+from sclcoder.data.codes import CodeSystem
+from sclcoder.data.documents import Document, Evidence
+from sclcoder.data.windows import segments, split_windows
+from sclcoder.sft.answer import make_answer
 
 Kind = Literal["span", "negative", "document", "synthetic"]
 MAX_QUOTES = 8  # per code, as the answer schema allows

@@ -23,8 +23,8 @@ import json
 import math
 from typing import Any
 
-from sclcoder.engine import VllmEngine
-from sclcoder.prompts import Renderer
+from sclcoder.infer.engine import VllmEngine
+from sclcoder.sft.prompts import Renderer
 
 
 def _deleted(text: str, spans: list[tuple[int, int]]) -> str:

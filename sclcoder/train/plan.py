@@ -73,7 +73,7 @@ def _count_params(recipe: Recipe, config: Any) -> tuple[int, int]:
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from sclcoder.train import lora_config
+    from sclcoder.train.trainer import lora_config
 
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
@@ -84,7 +84,7 @@ def _count_params(recipe: Recipe, config: Any) -> tuple[int, int]:
 
 
 def _dataset_numbers(recipe: Recipe) -> tuple[int | None, int | None, str | None]:
-    from sclcoder.build import default_dataset_dir, open_dataset
+    from sclcoder.sft.build import default_dataset_dir, open_dataset
 
     path = default_dataset_dir(recipe)
     if not (path / "build.json").exists():

@@ -6,10 +6,10 @@ import os
 import signal
 from pathlib import Path
 
-from sclcoder.engine import ServerSpec, start_server, stop_server, wait_until_ready
 from sclcoder.errors import SclError
+from sclcoder.infer.engine import ServerSpec, start_server, stop_server, wait_until_ready
 from sclcoder.progress import console
-from sclcoder.train import open_adapter
+from sclcoder.train.trainer import open_adapter
 
 
 def server_spec(

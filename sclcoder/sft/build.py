@@ -24,20 +24,20 @@ from typing import Any, TypeVar
 from sclcoder import __version__
 from sclcoder.backbones import cache_dir as sclcoder_cache
 from sclcoder.backbones import load_tokenizer
-from sclcoder.codes import CodeSystem
-from sclcoder.documents import Document, read_documents
+from sclcoder.data.codes import CodeSystem
+from sclcoder.data.documents import Document, read_documents
 from sclcoder.errors import SclError
-from sclcoder.examples import (
+from sclcoder.files import atomic_dir, require_dir, resource_path
+from sclcoder.progress import bar
+from sclcoder.recipe import DataSection, DemoSource, JsonlSource, MdaceSource, Recipe, Source, recipe_dict
+from sclcoder.sft.examples import (
     Example,
     document_examples,
     negative_examples,
     offline_examples,
     span_examples,
 )
-from sclcoder.files import atomic_dir, require_dir
-from sclcoder.progress import bar
-from sclcoder.prompts import PROMPT_FILE, Renderer, load_prompt, resource_path
-from sclcoder.recipe import DataSection, DemoSource, JsonlSource, MdaceSource, Recipe, Source, recipe_dict
+from sclcoder.sft.prompts import PROMPT_FILE, Renderer, load_prompt
 
 FORMAT = "sclcoder-sft/1"
 T = TypeVar("T")
@@ -56,12 +56,12 @@ def read_source(source: Source, system: CodeSystem) -> list[Document]:
     if isinstance(source, JsonlSource):
         docs = list(read_documents(source.jsonl, default_system=system))
     elif isinstance(source, DemoSource):
-        from sclcoder.demo import ensure_demo, read_demo
+        from sclcoder.data.demo import ensure_demo, read_demo
 
         spec = source.demo
         docs = read_demo(ensure_demo(spec.corpus, n_charts=spec.charts, seed=spec.seed), split=spec.split)
     elif isinstance(source, MdaceSource):
-        from sclcoder.readers import read_mdace
+        from sclcoder.data.readers import read_mdace
 
         spec = source.mdace
         docs = read_mdace(
@@ -183,7 +183,7 @@ def check_quotes_fit(docs: list[Document], recipe: Recipe, tokenizer: Any) -> No
 
 
 def _base_quote_limit() -> int:
-    from sclcoder.answer import answer_schema
+    from sclcoder.sft.answer import answer_schema
 
     return answer_schema()["properties"]["codes"]["items"]["properties"]["evidence"]["items"]["maxLength"]
 
@@ -289,7 +289,7 @@ def build_dataset(
     synthesis_report: dict[str, Any] = {}
     synthetic: list[Example] = []
     if data.synthesis.teacher or data.synthesis.offline_fallback:
-        from sclcoder.teacher import synthesise
+        from sclcoder.sft.teacher import synthesise
 
         cache = Path(data.synthesis.cache_dir) if data.synthesis.cache_dir else sclcoder_cache() / "teacher"
         train_docs, synthetic, synthesis_report = synthesise(

@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 
-from sclcoder import codes as codes_mod
-from sclcoder.codes import CodeSystem
-from sclcoder.documents import Document
+from sclcoder.data import codes as codes_mod
+from sclcoder.data.codes import CodeSystem
+from sclcoder.data.documents import Document
+from sclcoder.data.readers import DISCHARGE, ReadReport, read_mdace
 from sclcoder.errors import SclError
 from sclcoder.files import atomic_dir
-from sclcoder.readers import DISCHARGE, ReadReport, read_mdace
 
 SPLITS = ("train", "val", "test")
 GENERATOR_VERSION = 2  # bump when the generator changes: corpora written by another version are rebuilt

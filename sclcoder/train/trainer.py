@@ -21,13 +21,13 @@ from typing import Any
 
 from sclcoder import __version__
 from sclcoder.backbones import load_tokenizer, resolve_model
-from sclcoder.build import BuiltDataset, build_dataset, default_dataset_dir, open_dataset
 from sclcoder.device import Precision, current_device, has_gpu, resolve_precision, weights_dtype
 from sclcoder.errors import SclError
 from sclcoder.files import atomic_dir, write_json_atomic
 from sclcoder.progress import interactive, say
-from sclcoder.prompts import PROMPT_FILE
 from sclcoder.recipe import Recipe, recipe_dict
+from sclcoder.sft.build import BuiltDataset, build_dataset, default_dataset_dir, open_dataset
+from sclcoder.sft.prompts import PROMPT_FILE
 
 log = logging.getLogger("sclcoder")
 ADAPTER_DIR = "adapter"
@@ -261,7 +261,7 @@ def build_trainer(recipe: Recipe, dataset: BuiltDataset, precision: Precision | 
     )
 
     # progress lines for piped logs, and the share of padding in what the optimizer saw
-    from sclcoder.train_progress import PaddingCounter, TrainingProgress
+    from sclcoder.train.callbacks import PaddingCounter, TrainingProgress
 
     trainer.data_collator = PaddingCounter(trainer.data_collator)
     trainer.add_callback(TrainingProgress(trainer.data_collator))

@@ -27,9 +27,9 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from sclcoder import codes as codes_mod
-from sclcoder.codes import CodeSystem
-from sclcoder.documents import Document, Evidence, merge_adjacent_evidence, trim_evidence
+from sclcoder.data import codes as codes_mod
+from sclcoder.data.codes import CodeSystem
+from sclcoder.data.documents import Document, Evidence, merge_adjacent_evidence, trim_evidence
 from sclcoder.errors import CodeError, SclError, Skips
 from sclcoder.files import require_dir, require_file
 from sclcoder.progress import Bar, bar

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field, replace
 from os import PathLike
 from typing import Any
 
-from sclcoder import codes as codes_mod
-from sclcoder.codes import CodeSystem
+from sclcoder.data import codes as codes_mod
+from sclcoder.data.codes import CodeSystem
 from sclcoder.errors import CodeError, SclError, Skips
 from sclcoder.files import read_jsonl, write_jsonl_atomic
 
@@ -183,6 +183,30 @@ def read_documents(
             continue
         seen.add(doc.id)
         yield doc
+
+
+@dataclass
+class Note:
+    id: str
+    text: str
+
+
+def read_notes(path: str | PathLike[str], skips: Skips) -> Iterator[Note]:
+    """Notes from JSONL: each line needs `id` and `text` (generic evidence JSONL works as is)."""
+    seen: set[str] = set()
+    for lineno, obj in read_jsonl(path, skips, what="notes file"):
+        problem = None
+        if "id" not in obj or "text" not in obj:
+            problem = SclError("missing", path=path, line=lineno, field="id" if "id" not in obj else "text")
+        elif not isinstance(obj["text"], str):
+            problem = SclError("must be a string", path=path, line=lineno, field="text")
+        elif str(obj["id"]) in seen:
+            problem = SclError(f"duplicate id {obj['id']!r}", path=path, line=lineno, field="id")
+        if problem:
+            skips.handle(problem)
+            continue
+        seen.add(str(obj["id"]))
+        yield Note(str(obj["id"]), obj["text"])
 
 
 def write_documents(path: str | PathLike[str], docs: Iterable[Document]) -> int:

@@ -24,15 +24,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from sclcoder import codes as codes_mod
-from sclcoder.align import Aligner
-from sclcoder.codes import CodeSystem
-from sclcoder.documents import Document, Evidence
+from sclcoder.data import codes as codes_mod
+from sclcoder.data.align import Aligner
+from sclcoder.data.codes import CodeSystem
+from sclcoder.data.documents import Document, Evidence
 from sclcoder.errors import SclError
-from sclcoder.examples import Example
 from sclcoder.files import write_text_atomic
 from sclcoder.progress import bar
 from sclcoder.recipe import SynthesisSection, TeacherSection
+from sclcoder.sft.examples import Example
 
 log = logging.getLogger("sclcoder")
 

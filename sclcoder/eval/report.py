@@ -16,12 +16,11 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from sclcoder import codes as codes_mod
-from sclcoder.codes import CodeSystem
-from sclcoder.documents import read_documents
+from sclcoder.data import codes as codes_mod
+from sclcoder.data.codes import CodeSystem
+from sclcoder.data.documents import read_documents, read_notes
 from sclcoder.errors import SclError, Skips
 from sclcoder.files import read_jsonl, write_text_atomic
-from sclcoder.predict import read_notes
 
 
 def _segments(text: str, marks: list[tuple[int, int, str, str]]) -> str:

@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from sclcoder import __version__
-from sclcoder import codes as codes_mod
-from sclcoder.codes import CodeSystem
-from sclcoder.documents import Document, Evidence, merge_adjacent_evidence, read_documents, trim_evidence
+from sclcoder.data import codes as codes_mod
+from sclcoder.data.codes import CodeSystem
+from sclcoder.data.documents import Document, Evidence, merge_adjacent_evidence, read_documents, trim_evidence
+from sclcoder.data.readers import DISCHARGE, read_mdace
 from sclcoder.errors import SclError, Skips
+from sclcoder.eval.metrics import Prediction, code_metrics, mdace_evidence_metrics, plausibility
 from sclcoder.files import read_jsonl
-from sclcoder.metrics import Prediction, code_metrics, mdace_evidence_metrics, plausibility
-from sclcoder.readers import DISCHARGE, read_mdace
 
 CODEABLE = ("Discharge summary", "Radiology", "Physician")
 """The MDACE authors' "all codeable notes" setting."""
@@ -126,7 +126,7 @@ def gold_jsonl(
 def gold_demo(
     corpus: str | PathLike[str] = "runs/demo-corpus", *, trim: bool = False, merge_adjacent: bool = False
 ) -> Gold:
-    from sclcoder.demo import read_demo
+    from sclcoder.data.demo import read_demo
 
     docs = _cleanups(read_demo(corpus, split="test"), trim, merge_adjacent)
     negated: dict[str, set[str]] = {}
@@ -188,7 +188,7 @@ def predictions_mdace_dir(
 ) -> tuple[list[Prediction], dict[str, Any]]:
     """MDACE-layout prediction JSONs (the authors' baselines), read against the notes' text: the gold notes',
     and NOTEEVENTS.csv for notes the coders left without evidence."""
-    from sclcoder.readers import mdace_annotation_files, stream_noteevents
+    from sclcoder.data.readers import mdace_annotation_files, stream_noteevents
 
     texts = {int(d.meta.get("note_id", d.id)): d.text for d in gold.docs}
     s = gold.settings
@@ -409,14 +409,14 @@ def run_eval(
     out = Path(output)
     seen = None
     if adapter is not None:
-        from sclcoder.train import open_adapter
+        from sclcoder.train.trainer import open_adapter
 
         seen = set(open_adapter(adapter).meta["codes"])
     if predictions is None:
         if adapter is None:
             raise SclError("give --predictions, or --adapter to predict first")
-        from sclcoder.documents import write_documents
-        from sclcoder.predict import predict
+        from sclcoder.data.documents import write_documents
+        from sclcoder.infer.predict import predict
 
         notes = out / "gold-notes.jsonl"
         write_documents(notes, g.docs)
@@ -438,12 +438,12 @@ def score_faithfulness(
 ) -> dict[str, Any]:
     from transformers import AutoTokenizer
 
-    from sclcoder.engine import VllmEngine
-    from sclcoder.faithfulness import faithfulness, pairs_from_predictions
-    from sclcoder.predict import adapter_prompt
-    from sclcoder.prompts import Renderer
+    from sclcoder.eval.faithfulness import faithfulness, pairs_from_predictions
+    from sclcoder.infer.engine import VllmEngine
+    from sclcoder.infer.predict import adapter_prompt
     from sclcoder.recipe import PredictSection
-    from sclcoder.train import open_adapter
+    from sclcoder.sft.prompts import Renderer
+    from sclcoder.train.trainer import open_adapter
 
     if Path(predictions).is_dir():
         raise SclError("faithfulness needs our predictions JSONL (quotes and windows), not an MDACE directory")

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sclcoder.documents import Document, Evidence
+from sclcoder.data.documents import Document, Evidence
 
 TOKEN = re.compile(r"\w+", flags=re.UNICODE)
 

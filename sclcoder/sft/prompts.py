@@ -12,31 +12,18 @@ import hashlib
 import string
 from dataclasses import dataclass
 from os import PathLike
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-from sclcoder.answer import dump_answer
-from sclcoder.codes import CodeSystem
+from sclcoder.data.codes import CodeSystem
 from sclcoder.errors import SclError
-from sclcoder.files import require_file
+from sclcoder.files import require_file, resource_path
+from sclcoder.recipe import DEFAULT_PROMPT
+from sclcoder.sft.answer import dump_answer
 
-DEFAULT_PROMPT = "prompts/evidence-coding-v2.yaml"
 PROMPT_FILE = "prompt.yaml"
 """The exact template file, copied into every dataset and adapter: predict renders what training rendered."""
-
-
-def resource_path(relative: str | PathLike[str]) -> Path:
-    """A path as given if it exists, else the copy shipped with sclcoder (prompts/, recipes/)."""
-    p = Path(relative)
-    if p.exists() or p.is_absolute():
-        return p
-    repo = Path(__file__).resolve().parents[1] / p
-    if repo.exists():
-        return repo
-    packaged = Path(__file__).resolve().parent / "_data" / p
-    return packaged if packaged.exists() else p
 
 
 @dataclass(frozen=True)
