@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from typer.core import TyperGroup
 
-from sclcoder import __version__
+from sclcoder import __version__, defaults
 from sclcoder.errors import SclError
 
 
@@ -91,8 +91,8 @@ def _print_report(what: str, n: int, out: Path, report: dict | None = None, skip
 @data_app.command("demo")
 def data_demo(
     out: Annotated[Path, typer.Argument(help="Directory to write the corpus to (replaced if it exists).")],
-    charts: Annotated[int, typer.Option(min=10, help="Number of admissions.")] = 300,
-    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same corpus.")] = 13,
+    charts: Annotated[int, typer.Option(min=10, help="Number of admissions.")] = defaults.DEMO_CHARTS,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same corpus.")] = defaults.DEMO_SEED,
 ) -> None:
     """Generate the synthetic demo corpus (MDACE layout: annotations, NOTEEVENTS.csv, splits)."""
     from sclcoder.data.demo import generate_demo
@@ -234,7 +234,7 @@ def data_stats(
     directory: Annotated[Path, typer.Argument(help="Dataset directory written by `data build`.")],
 ) -> None:
     """Summarise a built dataset: examples and tokens per kind, coverage, cost against document SFT."""
-    from sclcoder.sft.build import open_dataset
+    from sclcoder.artifacts import open_dataset
 
     ds = open_dataset(directory)
     _stats_table(ds.stats, ds.path)
@@ -315,9 +315,11 @@ def train_cmd(
         print_plan(plan_training(loaded, devices=devices, for_device=for_device))
         return
     from sclcoder.progress import console
-    from sclcoder.train.trainer import train
+    from sclcoder.train.trainer import is_main_process, train
 
     result = train(loaded, resume=resume, overwrite=overwrite)
+    if not is_main_process():
+        return  # under a launcher, rank 0 speaks for the run
     loss = result.metrics.get("train_loss")
     console.print(
         f"adapter saved to [bold]{result.adapter_dir}[/]"
@@ -347,13 +349,13 @@ def predict_cmd(
     set_: SetOpt = None,
 ) -> None:
     """Predict codes with verbatim evidence for each note (vLLM, JSON-schema constrained), offsets aligned."""
+    from sclcoder.artifacts import open_adapter
     from sclcoder.infer.predict import predict
     from sclcoder.progress import console
     from sclcoder.recipe import PredictSection
-    from sclcoder.train.trainer import open_adapter
 
     ad = open_adapter(adapter)
-    values = dict(ad.meta["recipe"].get("predict", {}))
+    values = dict(ad.record.recipe.get("predict", {}))
     for flag, key in (
         (constrain_codes, "constrain_codes"),
         (drop_invalid_codes, "drop_invalid_codes"),
@@ -438,7 +440,7 @@ def eval_cmd(
     output: Annotated[Path, typer.Option("--output", "-o", help="Report directory.")] = Path("runs/eval"),
     mdace_dir: Annotated[Path | None, typer.Option(help="MDACE checkout (data/ and splits/).")] = None,
     noteevents: Annotated[Path | None, typer.Option(help="MIMIC-III NOTEEVENTS.csv (mdace).")] = None,
-    split: Annotated[str, typer.Option(help="MDACE split name or file.")] = "MDace-ev-test",
+    split: Annotated[str, typer.Option(help="MDACE split name or file.")] = defaults.MDACE_TEST_SPLIT,
     icd: Annotated[int, typer.Option(help="MDACE code version, 10 or 9.")] = 10,
     setting: Annotated[str, typer.Option(help="MDACE setting: Inpatient or Profee.")] = "Inpatient",
     all_codeable: Annotated[bool, typer.Option(help="MDACE: discharge, radiology and physician notes.")] = False,
@@ -449,7 +451,7 @@ def eval_cmd(
     merge_adjacent: Annotated[
         bool, typer.Option(help="Merge adjacent same-code spans (gold and predictions).")
     ] = False,
-    corpus: Annotated[Path, typer.Option(help="Demo corpus directory (demo).")] = Path("runs/demo-corpus"),
+    corpus: Annotated[Path, typer.Option(help="Demo corpus directory (demo).")] = Path(defaults.DEMO_CORPUS),
     faithfulness: Annotated[
         bool, typer.Option(help="Also score sufficiency/comprehensiveness (needs --adapter).")
     ] = False,
@@ -504,7 +506,7 @@ def report_cmd(
     notes: Annotated[Path, typer.Option(help="The notes JSONL that was predicted (for the text).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="HTML file to write.")] = Path("report.html"),
     gold: Annotated[Path | None, typer.Option(help="Gold JSONL: mark correct, spurious and missed codes.")] = None,
-    code_system: Annotated[str, typer.Option(help="Code system of the notes.")] = "icd10cm",
+    code_system: Annotated[str, typer.Option(help="Code system of the notes.")] = defaults.CODE_SYSTEM,
 ) -> None:
     """Write a self-contained HTML audit view: each note's text with every code's evidence highlighted."""
     from sclcoder.eval.report import build_report
@@ -519,7 +521,7 @@ def demo_cmd(
     out: Annotated[Path, typer.Option("--output", "-o", help="Where every output of the run goes.")] = Path(
         "runs/demo"
     ),
-    seed: Annotated[int, typer.Option(help="Seed for data sampling and training.")] = 13,
+    seed: Annotated[int, typer.Option(help="Seed for data sampling and training.")] = defaults.DEMO_SEED,
     set_: SetOpt = None,
 ) -> None:
     """The embedded default end to end on CPU: corpus, SmolLM2, SCL data, training, vLLM, eval, audit view."""

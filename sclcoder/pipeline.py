@@ -8,12 +8,13 @@ call; this module only strings it together and reports.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sclcoder import defaults
 from sclcoder.progress import console
 
 DEMO_RECIPE = "recipes/smollm2_cpu.yaml"
@@ -36,11 +37,11 @@ def run_demo(
     out: str | Path = "runs/demo",
     *,
     recipe_path: str = DEMO_RECIPE,
-    seed: int = 13,
+    seed: int = defaults.DEMO_SEED,
     overrides: list[str] | None = None,
-    after_train: Callable[[Path], None] | None = None,
 ) -> dict[str, Any]:
     """Run the whole demo into `out`; returns the evaluation report plus stage timings."""
+    from sclcoder.artifacts import open_adapter
     from sclcoder.backbones import resolve_model
     from sclcoder.data.demo import ensure_demo, read_demo
     from sclcoder.data.documents import write_documents
@@ -49,7 +50,7 @@ def run_demo(
     from sclcoder.infer.predict import predict
     from sclcoder.recipe import load_recipe
     from sclcoder.sft.build import build_dataset
-    from sclcoder.train.trainer import open_adapter, train
+    from sclcoder.train.trainer import train
 
     root = Path(out)
     clock = StageClock()
@@ -73,16 +74,14 @@ def run_demo(
         built = build_dataset(recipe, root / "run" / "dataset")
     with clock.stage("train (LoRA, CPU)"):
         result = train(recipe, overwrite=True)
-    adapter_meta = open_adapter(result.adapter_dir).meta
-    if after_train:
-        after_train(result.adapter_dir)
+    adapter_record = open_adapter(result.adapter_dir).record
     with clock.stage("predict (vLLM)"):
         preds_path = root / "predictions.jsonl"
         pred_report = predict(test_notes, preds_path, adapter=result.adapter_dir, overwrite=True)
     with clock.stage("evaluate"):
         gold = gold_demo(corpus)
         preds, info = load_predictions(preds_path, gold)
-        report = evaluate(gold, preds, info, seen_codes=set(adapter_meta["codes"]))
+        report = evaluate(gold, preds, info, seen_codes=set(adapter_record.codes))
         write_report(report, root / "eval")
     with clock.stage("audit view"):
         build_report(preds_path, test_notes, root / "report.html", gold=test_notes)
@@ -93,13 +92,13 @@ def run_demo(
     train_seconds = clock.seconds["train (LoRA, CPU)"]
     report["demo"] = {
         "machine": cpu_info().describe(),
-        "precision": adapter_meta["precision"],
-        "train_tokens_per_second": adapter_meta["tokens_seen"] / train_seconds if train_seconds else 0.0,
-        "train_pad_share": adapter_meta["pad_share"],
+        "precision": adapter_record.precision.model_dump() if adapter_record.precision else None,
+        "train_tokens_per_second": adapter_record.tokens_seen / train_seconds if train_seconds else 0.0,
+        "train_pad_share": adapter_record.pad_share,
         "stage_seconds": clock.seconds,
         "total_seconds": sum(clock.seconds.values()),
         "train_tokens": built.stats["train"]["tokens"],
-        "train_tokens_seen": adapter_meta["tokens_seen"],
+        "train_tokens_seen": adapter_record.tokens_seen,
         "token_cost_vs_document_sft": built.stats["token_cost_vs_document_sft"],
         "train_loss": result.metrics.get("train_loss"),
         "predict_notes_per_second": pred_report.notes_per_second,

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from sclcoder import defaults
 from sclcoder.errors import SclError
 from sclcoder.files import require_file, resource_path
 
@@ -99,10 +100,10 @@ class WindowsSection(Section):
 
 class DemoSpec(Section):
     split: Literal["train", "val", "test"]
-    corpus: str = "runs/demo-corpus"
+    corpus: str = defaults.DEMO_CORPUS
     """Generated here (deterministically, from `charts` and `seed`) when missing."""
-    charts: Annotated[int, Field(ge=10)] = 300
-    seed: int = 13
+    charts: Annotated[int, Field(ge=10)] = defaults.DEMO_CHARTS
+    seed: int = defaults.DEMO_SEED
 
 
 class MdaceSpec(Section):
@@ -188,7 +189,7 @@ class DataSection(Section):
     validation: list[Source] = []
     validation_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.05
     """Share of training notes held out for validation when no validation source is given."""
-    code_system: Literal["icd10cm", "icd9cm"] = "icd10cm"
+    code_system: Literal["icd10cm", "icd9cm"] = defaults.CODE_SYSTEM  # type: ignore[assignment]
     prompt: str = DEFAULT_PROMPT
     span: SpanSection = SpanSection()
     document: DocumentSection = DocumentSection()
@@ -271,7 +272,7 @@ class TrainSection(Section):
 
 
 class PredictSection(Section):
-    max_model_len: Annotated[int, Field(ge=128)] = 4096
+    max_model_len: Annotated[int, Field(ge=128)] = defaults.MAX_MODEL_LEN
     max_new_tokens: PositiveInt = 512
     temperature: Annotated[float, Field(ge=0.0)] = 0.0
     top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import DEMO_CHARTS, DEMO_SEED, free_port
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -60,10 +62,6 @@ def mdace_notes(mdace_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tu
     return out, texts
 
 
-# The session demo corpus; recipes that point at it must say so, or ensure_demo refuses the mismatch.
-DEMO_CHARTS, DEMO_SEED = 80, 7
-
-
 @pytest.fixture(scope="session")
 def demo_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from sclcoder.data.demo import generate_demo
@@ -83,20 +81,12 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory, demo_corpus: Path) -> P
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", texts)
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def tiny_adapter(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, demo_corpus: Path) -> Path:
     """A LoRA adapter on the tiny model, trained on the demo corpus for 30 steps (shared by many tests)."""
     from sclcoder.recipe import load_recipe
     from sclcoder.train.trainer import train
-    from tests.test_train import tiny_recipe
+    from tests.helpers import tiny_recipe
 
     tmp = tmp_path_factory.mktemp("adapter")
     return train(load_recipe(tiny_recipe(tmp, tiny_model, demo_corpus))).adapter_dir

@@ -9,8 +9,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "sclcoder"
 
 # ground floor < the run's contract < data < sft < train < infer < eval < what strings them together
 LAYERS = [
-    {"__init__", "errors", "progress", "files", "device"},
-    {"recipe", "backbones"},
+    {"__init__", "errors", "progress", "files", "device", "defaults", "endpoints"},
+    {"recipe", "backbones", "artifacts"},
     {"data"},
     {"sft"},
     {"train"},
@@ -55,7 +55,7 @@ def modules() -> dict[str, Path]:
 
 def test_every_stage_is_a_package_with_its_modules() -> None:
     for stage, members in {
-        "data": {"codes", "documents", "readers", "windows", "align", "demo"},
+        "data": {"codes", "documents", "readers", "windows", "align", "demo", "charts"},
         "sft": {"prompts", "answer", "examples", "teacher", "build"},
         "train": {"trainer", "plan", "callbacks"},
         "infer": {"engine", "predict", "serve"},

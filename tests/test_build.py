@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
+from sclcoder.artifacts import open_dataset
 from sclcoder.backbones import load_tokenizer
 from sclcoder.data.demo import read_demo
 from sclcoder.data.windows import split_windows
@@ -15,37 +15,9 @@ from sclcoder.errors import SclError
 from sclcoder.recipe import load_recipe
 from sclcoder.sft import build as build_mod
 from sclcoder.sft.answer import answer_errors
-from sclcoder.sft.build import build_dataset, open_dataset
+from sclcoder.sft.build import build_dataset
 from sclcoder.sft.prompts import Renderer, load_prompt
-from tests.conftest import DEMO_CHARTS, DEMO_SEED
-
-
-def write_recipe(tmp_path: Path, model: Path, corpus: Path, **data_overrides) -> Path:
-    data = {
-        "train": [{"demo": {"split": "train", "corpus": str(corpus), "charts": DEMO_CHARTS, "seed": DEMO_SEED}}],
-        "validation": [{"demo": {"split": "val", "corpus": str(corpus), "charts": DEMO_CHARTS, "seed": DEMO_SEED}}],
-        "span": {"fraction": 1.0, "context": "tokens", "context_size": 16, "negative_rate": 0.5},
-        "document": {"fraction": 0.3},
-        "synthesis": {
-            "offline_fallback": True,
-            "rare_threshold": 2,
-            "per_code": 2,
-            "codes": ["I21.9", "G43.909"],
-            "cache_dir": str(tmp_path / "teacher-cache"),
-        },
-        "seed": 3,
-    }
-    for key, value in data_overrides.items():
-        data[key] = value
-    recipe = {
-        "model": {"model_name_or_path": str(model)},
-        "windows": {"max_tokens": 256, "overlap_tokens": 32},
-        "data": data,
-        "train": {"output_dir": str(tmp_path / "run")},
-    }
-    path = tmp_path / "recipe.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    return path
+from tests.helpers import write_recipe
 
 
 @pytest.fixture(scope="module")
@@ -120,10 +92,10 @@ def test_negatives_are_empty_and_evidence_free(built, demo_corpus) -> None:
 
 def test_prompt_is_what_the_predict_renderer_produces(built, tiny_model) -> None:
     _recipe, ds, hf = built
-    renderer = Renderer(load_tokenizer(str(tiny_model)), load_prompt(ds.build["recipe"]["data"]["prompt"]), "icd10cm")
+    renderer = Renderer(load_tokenizer(str(tiny_model)), load_prompt(ds.record.recipe["data"]["prompt"]), "icd10cm")
     for row in hf["train"].select(range(50)):
         assert row["prompt"] == renderer.prompt(row["text"])
-    assert ds.build["prompt"] == load_prompt().describe()
+    assert ds.record.prompt.model_dump() == load_prompt().describe()
 
 
 def test_document_examples_are_cut_like_predict_cuts_notes(built, tiny_model, demo_corpus) -> None:
@@ -149,7 +121,7 @@ def test_synthetic_spans_widen_the_code_space(built) -> None:
     codes = {c for r in synthetic for c in r["codes"]}
     assert {"I21.9", "G43.909"} <= codes  # requested codes absent from the demo notes
     assert all(r["origin"] == "offline" for r in synthetic)
-    assert "I21.9" in ds.build["codes"]
+    assert "I21.9" in ds.record.codes
 
 
 def test_stats_account_every_token(built) -> None:
@@ -162,7 +134,7 @@ def test_stats_account_every_token(built) -> None:
         assert k["examples"] == sum(1 for r in rows if r["kind"] == kind)
     ratio = stats["train"]["tokens"] / stats["document_only_sft"]["tokens"]
     assert stats["token_cost_vs_document_sft"] == pytest.approx(ratio, abs=1e-4)
-    assert stats["codes_covered"] == len(ds.build["codes"])
+    assert stats["codes_covered"] == len(ds.record.codes)
 
 
 def test_mixture_shares_and_seed(tmp_path: Path, tiny_model: Path, demo_corpus: Path) -> None:

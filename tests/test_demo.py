@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from sclcoder.data import codes
-from sclcoder.data.demo import BY_CODE, CONDITIONS, demo_paths, ensure_demo, generate_demo, read_demo
+from sclcoder.data.charts import BY_CODE, CONDITIONS
+from sclcoder.data.demo import demo_paths, ensure_demo, generate_demo, read_demo
 from sclcoder.data.readers import ReadReport, read_mdace
 from sclcoder.errors import SclError
-from tests.conftest import DEMO_CHARTS
+from tests.helpers import DEMO_CHARTS
 
 
 def _tree(root: Path) -> dict[str, bytes]:
@@ -100,3 +101,27 @@ def test_ensure_demo_generates_once_and_never_overwrites_a_different_corpus(tmp_
     with pytest.raises(SclError, match="not a demo corpus"):
         ensure_demo(tmp_path / "mine")
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_the_conditions_file_is_checked_when_loaded() -> None:
+    from importlib import resources
+
+    from sclcoder.data.charts import CONDITIONS_FILE, load_conditions
+    from sclcoder.errors import SclError
+
+    shipped = resources.files("sclcoder.data").joinpath(CONDITIONS_FILE).read_text("utf-8")
+    conditions, prevalence, companions = load_conditions(shipped)
+    assert len(conditions) == 47 and set(prevalence) <= {c.code for c in conditions}
+    assert companions["E11.9"] == "Z79.4"  # insulin travels with type 2 diabetes
+    with pytest.raises(SclError, match=r"field 'conditions\.0\.colour': Extra inputs are not permitted"):
+        load_conditions(shipped.replace("- code: I10\n", "- code: I10\n  colour: red\n", 1))
+    with pytest.raises(SclError, match=r"codes not in the table: \['I99\.9'\]"):
+        load_conditions(shipped.replace("prevalence:\n- I10\n", "prevalence:\n- I99.9\n", 1))
+    with pytest.raises(SclError, match=r"field 'conditions\.0\.names': List should have at least 1 item"):
+        load_conditions(
+            shipped.replace(
+                "  names:\n  - hypertension\n  - HTN\n  - essential hypertension\n  - high blood pressure\n",
+                "  names: []\n",
+                1,
+            )
+        )

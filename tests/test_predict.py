@@ -23,6 +23,7 @@ from sclcoder.errors import SclError
 from sclcoder.infer.engine import EndpointEngine, Generation
 from sclcoder.infer.predict import merge_windows, predict
 from sclcoder.recipe import PredictSection
+from tests.helpers import processes_with
 
 LINE_SCHEMA = json.loads(resources.files("sclcoder").joinpath("schemas", "prediction.schema.json").read_text())
 
@@ -156,19 +157,6 @@ def test_endpoint_gives_the_same_answers(tmp_path, demo_corpus, tiny_adapter, vl
 
 
 @pytest.mark.engine
-def _marked(marker: str) -> list[int]:
-    """Processes whose environment carries the marker: a child keeps it even once reparented to init."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                if marker.encode() in (proc / "environ").read_bytes():
-                    found.append(int(proc.name))
-            except OSError:
-                continue
-    return found
-
-
 def test_kill_and_resume_writes_every_note_exactly_once(tmp_path, demo_corpus, tiny_adapter, monkeypatch) -> None:
     notes = _notes(tmp_path, demo_corpus, 10)
     marker = f"SCLCODER_TEST_RUN={tmp_path.name}"
@@ -201,9 +189,9 @@ def test_kill_and_resume_writes_every_note_exactly_once(tmp_path, demo_corpus, t
     proc.wait()
     # no engine process outlives the killed parent (on CPU the engine runs inside it)
     deadline = time.monotonic() + 10
-    while _marked(marker) and time.monotonic() < deadline:
+    while processes_with(marker) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert _marked(marker) == []
+    assert processes_with(marker) == []
     before = len(_rows(out))
     assert 3 <= before < 10
     subprocess.run(cmd, check=True, capture_output=True, timeout=600, env=env)
@@ -227,6 +215,15 @@ def test_bad_input_lines(tmp_path, tiny_adapter) -> None:
     path.write_text('{"id": "a", "text": "HTN"}\n{"id": "b"}\n')
     with pytest.raises(SclError, match=r"notes\.jsonl:2: field 'text': missing"):
         predict(path, tmp_path / "p.jsonl", adapter=tiny_adapter, settings=SETTINGS, engine=_NoEngine())
+
+
+def test_a_trained_window_that_does_not_fit_is_refused_not_shrunk(tmp_path, tiny_adapter) -> None:
+    # a smaller window would cut notes differently from training: predict says what to raise instead
+    path = tmp_path / "notes.jsonl"
+    path.write_text('{"id": "a", "text": "HTN"}\n')
+    tight = SETTINGS.model_copy(update={"max_model_len": 300})
+    with pytest.raises(SclError, match=r"field 'predict\.max_model_len': the adapter's 256-token windows need"):
+        predict(path, tmp_path / "p.jsonl", adapter=tiny_adapter, settings=tight, engine=_NoEngine())
 
 
 def test_prompt_mismatch_is_an_error(tmp_path, tiny_adapter) -> None:

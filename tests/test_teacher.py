@@ -15,7 +15,7 @@ from sclcoder.errors import SclError
 from sclcoder.recipe import SynthesisSection, load_recipe
 from sclcoder.sft.build import build_dataset
 from sclcoder.sft.teacher import apply_rationales, is_loopback, snippets_to_examples
-from tests.test_build import write_recipe
+from tests.helpers import write_recipe
 
 CFG = SynthesisSection(min_quote_chars=3, max_quote_chars=80)
 
@@ -119,7 +119,7 @@ def test_rationales_from_a_live_server(tmp_path, tiny_model, demo_corpus, vllm_s
 
 
 def test_endpoint_down_is_one_clear_error(tmp_path, tiny_model, demo_corpus) -> None:
-    from tests.conftest import free_port
+    from tests.helpers import free_port
 
     path = _teacher_recipe(tmp_path, tiny_model, demo_corpus, f"http://127.0.0.1:{free_port()}/v1")
     with pytest.raises(

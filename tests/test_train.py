@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -16,42 +17,14 @@ import yaml
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+from sclcoder.artifacts import open_adapter
 from sclcoder.cli import app
 from sclcoder.errors import SclError
 from sclcoder.recipe import load_recipe
-from sclcoder.train.trainer import build_trainer, ensure_dataset, open_adapter, train
-from tests.test_build import write_recipe
+from sclcoder.train.trainer import build_trainer, ensure_dataset, train
+from tests.helpers import processes_with, tiny_recipe
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def tiny_recipe(tmp_path: Path, tiny_model: Path, demo_corpus: Path, name: str = "run", **train_overrides) -> Path:
-    path = write_recipe(
-        tmp_path,
-        tiny_model,
-        demo_corpus,
-        span={"fraction": 0.3, "negative_rate": 0.2},
-        document={"fraction": 0.1},
-        synthesis={"offline_fallback": False},
-    )
-    recipe = yaml.safe_load(path.read_text())
-    recipe["lora"] = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.0, "target_modules": "all-linear"}
-    recipe["train"] = {
-        "output_dir": str(tmp_path / name),
-        "learning_rate": 3e-3,
-        "max_steps": 30,
-        "per_device_train_batch_size": 4,
-        "max_length": 512,
-        "logging_steps": 1,
-        "save_steps": 1000,
-        "warmup_steps": 0,
-        "seed": 1,
-        **train_overrides,
-    }
-    recipe["data"]["dataset_dir"] = None
-    out = tmp_path / f"{name}.yaml"
-    out.write_text(yaml.safe_dump(recipe))
-    return out
 
 
 def test_lora_sft_lowers_the_loss_and_the_adapter_reloads(tiny_adapter: Path, tiny_model: Path) -> None:
@@ -59,11 +32,11 @@ def test_lora_sft_lowers_the_loss_and_the_adapter_reloads(tiny_adapter: Path, ti
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     adapter = open_adapter(tiny_adapter)
-    losses = [h["loss"] for h in adapter.meta["loss_history"]]
+    losses = [h["loss"] for h in adapter.record.loss_history]
     assert len(losses) == 30
     assert sum(losses[-5:]) < 0.85 * sum(losses[:5])  # a random tiny model: a clear fall, not convergence
-    assert adapter.meta["prompt"]["name"] == "evidence-coding" and adapter.meta["codes"]
-    assert 0 < adapter.meta["tokens_seen"] <= 30 * 4 * 512  # steps x batch x max_length bounds what TRL counted
+    assert adapter.record.prompt.name == "evidence-coding" and adapter.record.codes
+    assert 0 < adapter.record.tokens_seen <= 30 * 4 * 512  # steps x batch x max_length bounds what TRL counted
     assert (tiny_adapter / "adapter_config.json").exists()
 
     tok = AutoTokenizer.from_pretrained(tiny_adapter)
@@ -93,13 +66,29 @@ def test_labels_mask_everything_but_the_answer(tmp_path: Path, tiny_model: Path,
         assert learned.endswith(tok.eos_token) and learned.startswith('{"codes":')
 
 
+def test_the_train_section_is_sftconfig_by_name(tmp_path: Path, tiny_model: Path, demo_corpus: Path) -> None:
+    from dataclasses import fields
+
+    from trl import SFTConfig
+
+    from sclcoder.recipe import TrainSection
+    from sclcoder.train.trainer import sft_config
+
+    # every key of the train section is an SFTConfig argument, except the two sclcoder resolves itself
+    assert set(TrainSection.model_fields) - {"bf16", "torch_threads"} <= {f.name for f in fields(SFTConfig)}
+    sets = ["train.weight_decay=0.05", "train.save_total_limit=3", "train.eval_strategy=steps", "train.eval_steps=7"]
+    args = sft_config(load_recipe(tiny_recipe(tmp_path, tiny_model, demo_corpus), sets), has_eval=True)
+    assert (args.weight_decay, args.save_total_limit, args.eval_steps, args.learning_rate) == (0.05, 3, 7, 3e-3)
+    assert args.completion_only_loss and args.data_seed == args.seed == 1
+
+
 def test_qlora_4bit_trains_on_cpu(tmp_path: Path, tiny_model: Path, demo_corpus: Path) -> None:
     path = tiny_recipe(tmp_path, tiny_model, demo_corpus, max_steps=4)
     recipe = load_recipe(path, ["quantization.load_in_4bit=true", "quantization.bnb_4bit_compute_dtype=float32"])
     result = train(recipe)
-    meta = open_adapter(result.adapter_dir).meta
-    assert meta["recipe"]["quantization"]["load_in_4bit"] is True
-    assert all(torch.isfinite(torch.tensor(h["loss"])) for h in meta["loss_history"])
+    meta = open_adapter(result.adapter_dir).record
+    assert meta.recipe["quantization"]["load_in_4bit"] is True
+    assert all(torch.isfinite(torch.tensor(h["loss"])) for h in meta.loss_history)
     weights = load_file(result.adapter_dir / "adapter_model.safetensors")
     assert weights and all(t.abs().sum() > 0 for k, t in weights.items() if "lora_B" in k)
 
@@ -123,30 +112,81 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-def test_deepspeed_zero3_one_process_on_gloo(tmp_path: Path, tiny_model: Path, demo_corpus: Path) -> None:
-    from tests.conftest import free_port
-
-    path = tiny_recipe(tmp_path, tiny_model, demo_corpus, max_steps=4)
+def _deepspeed_recipe(tmp_path: Path, tiny_model: Path, demo_corpus: Path, stage: int, **train) -> Path:
+    path = tiny_recipe(tmp_path, tiny_model, demo_corpus, name=f"zero{stage}", **train)
     data = yaml.safe_load(path.read_text())
-    data["deepspeed"] = str(REPO / "recipes" / "deepspeed" / "zero3.json")
+    data["deepspeed"] = str(REPO / "recipes" / "deepspeed" / f"zero{stage}.json")
     path.write_text(yaml.safe_dump(data))
-    env = _env(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), RANK="0", LOCAL_RANK="0", WORLD_SIZE="1")
-    proc = subprocess.run(
-        [sys.executable, "-m", "sclcoder.cli", "train", str(path)], env=env, capture_output=True, text=True, timeout=900
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    # no terminal: a plain progress line per logging step, with the step count, and the precision chosen
-    log = " ".join(proc.stderr.split())
-    assert "precision: " in log
-    for step in range(1, 5):
-        assert f"train step {step}/4 | loss " in log
-    assert "ETA" in log and "tok/s" in log
-    adapter = open_adapter(tmp_path / "run")
-    assert adapter.meta["recipe"]["deepspeed"].endswith("zero3.json")
-    # consolidated on save: full LoRA matrices, not the empty shards ZeRO-3 keeps per rank
-    weights = load_file(adapter.path / "adapter_model.safetensors")
+    return path
+
+
+def _torchrun(path: Path, *extra: str) -> list[str]:
+    """README's `torchrun --nproc_per_node 8 -m sclcoder.cli train ...` with 2 processes."""
+    from tests.helpers import free_port
+
+    port = str(free_port())
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
+            "-m", "sclcoder.cli", "train", str(path), *extra]  # fmt: skip
+
+
+def test_two_ranks_zero3_one_adapter_and_resume(tmp_path: Path, tiny_model: Path, demo_corpus: Path) -> None:
+    """Two processes under DeepSpeed ZeRO-3 over gloo, killed after a checkpoint and resumed."""
+    path = _deepspeed_recipe(tmp_path, tiny_model, demo_corpus, 3, max_steps=6, save_steps=2)
+    out = tmp_path / "zero3"
+    marker = f"SCLCODER_TEST_RUN={tmp_path.name}"  # torchrun starts its ranks in sessions of their own
+    env = _env(**dict([marker.split("=")]))
+    proc = subprocess.Popen(_torchrun(path), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = out / "checkpoint-2" / "trainer_state.json"  # written once both ranks saved their shards
+    deadline = time.monotonic() + 400
+    while not done.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    for pid in processes_with(marker):  # a crash of the whole node: the launcher and both ranks at once
+        os.kill(pid, signal.SIGKILL)
+    proc.wait()
+    assert done.exists() and not (out / "adapter").exists()
+
+    resumed = subprocess.run(_torchrun(path, "--resume"), env=_env(), capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    log = " ".join(resumed.stderr.split())
+    assert log.count("precision: ") == 1  # said once, by the main process
+    assert "train step 6/6 | loss " in log and "train step 1/6" not in log  # continued, not restarted
+    record = open_adapter(out).record
+    assert record.world_size == 2 and record.recipe["deepspeed"].endswith("zero3.json")
+    assert [h["step"] for h in record.loss_history] == [1, 2, 3, 4, 5, 6]
+    # the data was sharded: each rank draws batches of 4 from its own half, so an epoch is half as many steps
+    # as one process would need (6 / 20 = 0.3 here, against 6 / 39 for one process)
+    steps_per_epoch = math.ceil(math.ceil(record.train_examples / 2) / 4)
+    assert record.metrics["epoch"] == pytest.approx(6 / steps_per_epoch, abs=0.01)
+    # one adapter, consolidated by rank 0: full LoRA matrices, not the empty shards ZeRO-3 keeps per rank
+    assert [p.name for p in out.iterdir() if p.name.startswith("adapter")] == ["adapter"]
+    weights = load_file(open_adapter(out).path / "adapter_model.safetensors")
     a = [t for k, t in weights.items() if "lora_A" in k]
     assert a and all(t.shape[0] == 8 and t.shape[1] in (256, 512) for t in a)  # hidden or intermediate size
+
+
+def test_two_ranks_zero2_and_progress_lines(tmp_path: Path, tiny_model: Path, demo_corpus: Path) -> None:
+    path = _deepspeed_recipe(tmp_path, tiny_model, demo_corpus, 2, max_steps=3)
+    proc = subprocess.run(_torchrun(path), env=_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # no terminal: a plain progress line per logging step, from the main process only
+    log = " ".join(proc.stderr.split())
+    for step in (1, 2, 3):
+        assert log.count(f"train step {step}/3 | loss ") == 1
+    assert "tok/s" in log and "pad " in log
+    record = open_adapter(tmp_path / "zero2").record
+    assert record.world_size == 2 and record.recipe["deepspeed"].endswith("zero2.json")
+    assert proc.stdout.count("adapter saved to") + proc.stderr.count("adapter saved to") == 1  # rank 0 only
+
+
+def test_a_checkpoint_cut_by_a_kill_is_not_resumed_from(tmp_path: Path) -> None:
+    from sclcoder.train.trainer import checkpoints
+
+    for step, complete in ((4, True), (8, True), (12, False)):  # killed while writing checkpoint-12
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        if complete:
+            (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    (tmp_path / "checkpoint-x").mkdir()
+    assert [p.name for p in checkpoints(tmp_path)] == ["checkpoint-4", "checkpoint-8"]
 
 
 def test_resume_continues_a_killed_run(tmp_path: Path, tiny_model: Path, demo_corpus: Path) -> None:
@@ -158,18 +198,19 @@ def test_resume_continues_a_killed_run(tmp_path: Path, tiny_model: Path, demo_co
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    # killed the moment the second checkpoint's folder appears: most likely while it is being written
     deadline = time.monotonic() + 300
-    while not list(out.glob("checkpoint-*")) and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.2)
+    while not (out / "checkpoint-8").exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     killed_at = max(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*"))
-    assert not (out / "adapter").exists()
+    assert (out / "checkpoint-4" / "trainer_state.json").exists() and not (out / "adapter").exists()
     recipe = load_recipe(path)
     with pytest.raises(SclError, match="holds checkpoints of an unfinished run"):
         train(recipe)
     result = train(recipe, resume=True)
-    steps = [h["step"] for h in open_adapter(result.adapter_dir).meta["loss_history"]]
+    steps = [h["step"] for h in open_adapter(result.adapter_dir).record.loss_history]
     assert steps[-1] == 40 and killed_at < 40
     assert steps == sorted(set(steps))  # the resumed run picks up after the checkpoint, no step twice
     with pytest.raises(SclError, match="holds a finished run"):
@@ -236,12 +277,12 @@ def test_smollm2_cpu_recipe_trains_a_few_steps(tmp_path: Path, monkeypatch) -> N
         ],
     )
     result = train(recipe)
-    meta = open_adapter(result.adapter_dir).meta
-    assert meta["base_model"] == "smollm2-135m" and len(meta["loss_history"]) == 3
+    meta = open_adapter(result.adapter_dir).record
+    assert meta.base_model == "smollm2-135m" and len(meta.loss_history) == 3
     assert json.loads((result.adapter_dir / "adapter_config.json").read_text())["r"] == 16
     # `bf16: auto` in the shipped recipe resolved by this machine's flags, and recorded with the adapter
     from sclcoder.device import current_device
 
     expected = "bfloat16" if current_device().bf16 else "float32"
-    assert meta["precision"]["dtype"] == expected and meta["precision"]["reason"].startswith("auto:")
-    assert 0.0 <= meta["pad_share"] < 1.0
+    assert meta.precision.dtype == expected and meta.precision.reason.startswith("auto:")
+    assert 0.0 <= meta.pad_share < 1.0

@@ -249,3 +249,12 @@ def merge_adjacent_evidence(doc: Document) -> Document:
                 continue
         merged.append(ev)
     return replace(doc, evidence=sorted(set(merged)))
+
+
+def clean_evidence(doc: Document, *, trim: bool, merge_adjacent: bool) -> Document:
+    """The MDACE clean-ups in the authors' order: merge adjacent same-code spans first, then trim."""
+    if merge_adjacent:
+        doc = merge_adjacent_evidence(doc)
+    if trim:
+        doc = trim_evidence(doc)
+    return doc

@@ -29,7 +29,7 @@ from typing import Any
 
 from sclcoder.data import codes as codes_mod
 from sclcoder.data.codes import CodeSystem
-from sclcoder.data.documents import Document, Evidence, merge_adjacent_evidence, trim_evidence
+from sclcoder.data.documents import Document, Evidence, clean_evidence
 from sclcoder.errors import CodeError, SclError, Skips
 from sclcoder.files import require_dir, require_file
 from sclcoder.progress import Bar, bar
@@ -296,10 +296,7 @@ def read_mdace(
             skips.handle(exc)
             report.dropped["notes with invalid annotations"] += 1
             continue
-        if merge_adjacent:
-            doc = merge_adjacent_evidence(doc)
-        if trim:
-            doc = trim_evidence(doc)
+        doc = clean_evidence(doc, trim=trim, merge_adjacent=merge_adjacent)
         doc.evidence.sort()
         report.notes += 1
         report.evidence += len(doc.evidence)

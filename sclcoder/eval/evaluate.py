@@ -16,10 +16,10 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from sclcoder import __version__
+from sclcoder import __version__, defaults
 from sclcoder.data import codes as codes_mod
 from sclcoder.data.codes import CodeSystem
-from sclcoder.data.documents import Document, Evidence, merge_adjacent_evidence, read_documents, trim_evidence
+from sclcoder.data.documents import Document, Evidence, clean_evidence, read_documents
 from sclcoder.data.readers import DISCHARGE, read_mdace
 from sclcoder.errors import SclError, Skips
 from sclcoder.eval.metrics import Prediction, code_metrics, mdace_evidence_metrics, plausibility
@@ -43,14 +43,7 @@ class Gold:
 
 
 def _cleanups(docs: list[Document], trim: bool, merge_adjacent: bool) -> list[Document]:
-    out = []
-    for doc in docs:
-        if merge_adjacent:
-            doc = merge_adjacent_evidence(doc)
-        if trim:
-            doc = trim_evidence(doc)
-        out.append(doc)
-    return out
+    return [clean_evidence(doc, trim=trim, merge_adjacent=merge_adjacent) for doc in docs]
 
 
 def diagnoses_only(docs: list[Document]) -> list[Document]:
@@ -65,7 +58,7 @@ def gold_mdace(
     mdace_dir: str | PathLike[str],
     noteevents: str | PathLike[str],
     *,
-    split: str = "MDace-ev-test",
+    split: str = defaults.MDACE_TEST_SPLIT,
     icd: int = 10,
     setting: str = "Inpatient",
     all_codeable: bool = False,
@@ -124,7 +117,7 @@ def gold_jsonl(
 
 
 def gold_demo(
-    corpus: str | PathLike[str] = "runs/demo-corpus", *, trim: bool = False, merge_adjacent: bool = False
+    corpus: str | PathLike[str] = defaults.DEMO_CORPUS, *, trim: bool = False, merge_adjacent: bool = False
 ) -> Gold:
     from sclcoder.data.demo import read_demo
 
@@ -372,14 +365,14 @@ def run_eval(
     output: str | PathLike[str] = "runs/eval",
     mdace_dir: str | PathLike[str] | None = None,
     noteevents: str | PathLike[str] | None = None,
-    split: str = "MDace-ev-test",
+    split: str = defaults.MDACE_TEST_SPLIT,
     icd: int = 10,
     setting: str = "Inpatient",
     all_codeable: bool = False,
     with_procedures: bool = False,
     trim: bool = False,
     merge_adjacent: bool = False,
-    corpus: str | PathLike[str] = "runs/demo-corpus",
+    corpus: str | PathLike[str] = defaults.DEMO_CORPUS,
     faithfulness: bool = False,
     faithfulness_pairs: int = 200,
 ) -> dict[str, Any]:
@@ -409,9 +402,9 @@ def run_eval(
     out = Path(output)
     seen = None
     if adapter is not None:
-        from sclcoder.train.trainer import open_adapter
+        from sclcoder.artifacts import open_adapter
 
-        seen = set(open_adapter(adapter).meta["codes"])
+        seen = set(open_adapter(adapter).record.codes)
     if predictions is None:
         if adapter is None:
             raise SclError("give --predictions, or --adapter to predict first")
@@ -438,27 +431,20 @@ def score_faithfulness(
 ) -> dict[str, Any]:
     from transformers import AutoTokenizer
 
+    from sclcoder.artifacts import open_adapter
     from sclcoder.eval.faithfulness import faithfulness, pairs_from_predictions
-    from sclcoder.infer.engine import VllmEngine
+    from sclcoder.infer.engine import engine_for, predict_settings
     from sclcoder.infer.predict import adapter_prompt
-    from sclcoder.recipe import PredictSection
     from sclcoder.sft.prompts import Renderer
-    from sclcoder.train.trainer import open_adapter
 
     if Path(predictions).is_dir():
         raise SclError("faithfulness needs our predictions JSONL (quotes and windows), not an MDACE directory")
     ad = open_adapter(adapter)
     rows = [row for _, row in read_jsonl(predictions)]
     pairs = pairs_from_predictions(rows, {d.id: d.text for d in gold.docs}, limit)
-    renderer = Renderer(AutoTokenizer.from_pretrained(ad.path), adapter_prompt(ad, None, False), ad.meta["code_system"])
-    settings = PredictSection.model_validate(ad.meta["recipe"].get("predict", {}))
-    engine = VllmEngine(
-        str(ad.merged()),
-        max_model_len=settings.max_model_len,
-        dtype=settings.dtype,
-        max_lora_rank=None,
-        cpu_kv_cache_gb=settings.cpu_kv_cache_gb,
-    )
+    renderer = Renderer(AutoTokenizer.from_pretrained(ad.path), adapter_prompt(ad, None, False), ad.record.code_system)
+    # log-probabilities are scored without a LoRA request: the adapter merged into the weights
+    engine = engine_for(ad, predict_settings(ad).model_copy(update={"merge_adapter": "always"}))
     try:
         return faithfulness(pairs, renderer, engine, None)
     finally:

@@ -16,6 +16,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
+from sclcoder import defaults
 from sclcoder.data import codes as codes_mod
 from sclcoder.data.codes import CodeSystem
 from sclcoder.data.documents import read_documents, read_notes
@@ -112,7 +113,7 @@ def build_report(
     output: str | PathLike[str],
     *,
     gold: str | PathLike[str] | None = None,
-    code_system: str = "icd10cm",
+    code_system: str = defaults.CODE_SYSTEM,
 ) -> Path:
     """Write the audit view of `predictions` over `notes` (and `gold`, when given) to `output`."""
     system = CodeSystem.parse(code_system)

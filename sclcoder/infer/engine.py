@@ -19,8 +19,13 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sclcoder import defaults
+from sclcoder.artifacts import Adapter
 from sclcoder.device import has_gpu, resolve_precision
+from sclcoder.endpoints import check_reachable, openai_client
 from sclcoder.errors import SclError
+from sclcoder.files import atomic_dir
+from sclcoder.recipe import PredictSection
 
 STRUCTURED_OUTPUTS = {"backend": "xgrammar", "disable_any_whitespace": True}
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
@@ -68,7 +73,7 @@ class ServerSpec:
     host: str = "127.0.0.1"
     port: int = 8000
     served_model_name: str | None = None
-    max_model_len: int = 4096
+    max_model_len: int = defaults.MAX_MODEL_LEN
     dtype: str = "auto"
     lora_name: str | None = None
     lora_path: str | None = None
@@ -173,7 +178,7 @@ class VllmEngine:
         self,
         model: str,
         *,
-        max_model_len: int = 4096,
+        max_model_len: int = defaults.MAX_MODEL_LEN,
         dtype: str = "auto",
         max_lora_rank: int | None = 16,
         tensor_parallel_size: int = 1,
@@ -288,20 +293,10 @@ class EndpointEngine:
         timeout: float = 600.0,
         max_retries: int = 3,
     ) -> None:
-        from openai import OpenAI
-
         self.model = model
         self.concurrency = concurrency
-        self.client = OpenAI(
-            base_url=base_url,
-            api_key=api_key or os.environ.get("OPENAI_API_KEY", "not-needed"),
-            timeout=timeout,
-            max_retries=max_retries,
-        )
-        try:
-            self.client.models.list()
-        except Exception as exc:  # a down endpoint is one clear error, whatever the transport says
-            raise SclError(f"endpoint {base_url} is not reachable ({type(exc).__name__}: {exc})") from None
+        self.client = openai_client(base_url, api_key=api_key, timeout=timeout, max_retries=max_retries)
+        check_reachable(self.client, base_url)
 
     def generate(
         self,
@@ -340,3 +335,47 @@ class EndpointEngine:
 
     def close(self) -> None:
         self.client.close()
+
+
+# ---------------------------------------------------------------------------------------- adapters
+
+
+def predict_settings(adapter: Adapter) -> PredictSection:
+    """The predict section of the recipe the adapter was trained with."""
+    return PredictSection.model_validate(adapter.record.recipe.get("predict", {}))
+
+
+def merged_model(adapter: Adapter) -> Path:
+    """The adapter merged into its base model, as a plain model folder (made once, kept beside it)."""
+    target = adapter.path / "merged"
+    if (target / "config.json").exists():
+        return target
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base = AutoModelForCausalLM.from_pretrained(adapter.base_model, dtype=torch.float32)
+    dtype = base.config.dtype if isinstance(base.config.dtype, torch.dtype) else torch.float32
+    model = PeftModel.from_pretrained(base, adapter.path).merge_and_unload().to(dtype)
+    with atomic_dir(target) as tmp:
+        model.save_pretrained(tmp)
+        AutoTokenizer.from_pretrained(adapter.path).save_pretrained(tmp)
+    return target
+
+
+def engine_for(adapter: Adapter, settings: PredictSection) -> VllmEngine:
+    """The in-process engine for an adapter: merged into the base weights, or with LoRA per request.
+
+    `merge_adapter: auto` merges on CPU, where vLLM's LoRA kernels are several times slower than plain
+    weights, and keeps LoRA on GPUs, where one base model can serve many adapters."""
+    merged = settings.merge_adapter == "always" or (settings.merge_adapter == "auto" and not has_gpu())
+    return VllmEngine(
+        str(merged_model(adapter)) if merged else adapter.base_model,
+        max_model_len=settings.max_model_len,
+        dtype=settings.dtype,
+        max_lora_rank=None if merged else adapter.lora_rank,
+        tensor_parallel_size=settings.tensor_parallel_size,
+        gpu_memory_utilization=settings.gpu_memory_utilization,
+        enforce_eager=settings.enforce_eager,
+        cpu_kv_cache_gb=settings.cpu_kv_cache_gb,
+    )

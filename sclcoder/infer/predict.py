@@ -13,29 +13,25 @@ so every note is written exactly once.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
 from typing import Any
 
+from sclcoder.artifacts import Adapter, open_adapter
 from sclcoder.data import codes as codes_mod
 from sclcoder.data.align import Aligner
 from sclcoder.data.codes import CodeSystem
 from sclcoder.data.documents import Note, read_notes
 from sclcoder.data.windows import Window, split_windows
-from sclcoder.device import has_gpu
 from sclcoder.errors import CodeError, SclError, Skips
 from sclcoder.files import JsonlAppender
-from sclcoder.infer.engine import EndpointEngine, Generation, Request, VllmEngine
+from sclcoder.infer.engine import EndpointEngine, Generation, Request, VllmEngine, engine_for, predict_settings
 from sclcoder.progress import bar
 from sclcoder.recipe import PredictSection
 from sclcoder.sft.answer import answer_schema, parse_answer
 from sclcoder.sft.prompts import PROMPT_FILE, PromptTemplate, Renderer, load_prompt
-from sclcoder.train.trainer import Adapter, open_adapter
-
-log = logging.getLogger("sclcoder")
 
 
 @dataclass
@@ -90,38 +86,31 @@ def finished_ids(path: Path, run: dict[str, Any]) -> set[str]:
 
 def adapter_prompt(adapter: Adapter, override: str | None, allow_mismatch: bool) -> PromptTemplate:
     """The prompt the adapter was trained with; another one only when it matches, or when allowed."""
-    trained = adapter.meta["prompt"]
+    trained = adapter.record.prompt
     template = load_prompt(override or adapter.path / PROMPT_FILE)
-    same = (template.name, template.version, template.sha256) == (
-        trained["name"],
-        trained["version"],
-        trained["sha256"],
-    )
+    same = (template.name, template.version, template.sha256) == (trained.name, trained.version, trained.sha256)
     if not same and not allow_mismatch:
         raise SclError(
             f"prompt {template.id} (sha {template.sha256[:12]}) differs from the one the adapter was trained "
-            f"with, {trained['name']}@{trained['version']} (sha {trained['sha256'][:12]})",
+            f"with, {trained.id} (sha {trained.sha256[:12]})",
             field="prompt",
             hint="use the adapter's prompt, or pass --allow-prompt-mismatch",
         )
     return template
 
 
-def window_budget(renderer: Renderer, windows_max: int, settings: PredictSection) -> int:
-    """Note tokens per window: the trained window size, if prompt + window + answer fit the model."""
+def check_window_fits(renderer: Renderer, windows_max: int, settings: PredictSection) -> None:
+    """Notes are cut exactly as training cut them, or not at all: a trained window that does not fit
+    max_model_len with the prompt and the answer is an error (a smaller window would code other text)."""
     overhead = len(renderer.prompt_ids(""))
-    fits = settings.max_model_len - settings.max_new_tokens - overhead
-    if fits < 32:
+    needed = windows_max + overhead + settings.max_new_tokens
+    if needed > settings.max_model_len:
         raise SclError(
-            f"max_model_len {settings.max_model_len} leaves no room for a note after the prompt ({overhead} tokens) "
-            f"and the answer ({settings.max_new_tokens} tokens)",
+            f"the adapter's {windows_max}-token windows need max_model_len >= {needed} (prompt {overhead} tokens, "
+            f"answer up to {settings.max_new_tokens}); it is {settings.max_model_len}",
             field="predict.max_model_len",
+            hint=f"set predict.max_model_len={needed} or more, or lower predict.max_new_tokens",
         )
-    if windows_max > fits:
-        log.warning(
-            "windows of %d tokens do not fit max_model_len %d; using %d", windows_max, settings.max_model_len, fits
-        )
-    return min(windows_max, fits)
 
 
 # ---------------------------------------------------------------------------------------------- merge
@@ -230,27 +219,27 @@ def predict(
     """Predict codes and evidence for every note in `notes` into `output` (see the module docstring)."""
     started = time.perf_counter()
     ad = open_adapter(adapter)
-    settings = settings or PredictSection.model_validate(ad.meta["recipe"].get("predict", {}))
-    system = CodeSystem.parse(ad.meta["code_system"])
+    settings = settings or predict_settings(ad)
+    system = CodeSystem.parse(ad.record.code_system)
     template = adapter_prompt(ad, prompt, allow_prompt_mismatch)
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(ad.path)
     renderer = Renderer(tokenizer, template, system)
-    budget = window_budget(renderer, int(ad.meta["windows"]["max_tokens"]), settings)
-    overlap = min(int(ad.meta["windows"]["overlap_tokens"]), budget // 2)
+    windows_spec = ad.record.windows
+    check_window_fits(renderer, windows_spec.max_tokens, settings)
 
     out = Path(output)
     if overwrite and out.exists():
         out.unlink()
-    run = {"model": ad.meta["base_model"], "adapter": str(ad.path.resolve()), "prompt_version": template.id}
+    run = {"model": ad.record.base_model, "adapter": str(ad.path.resolve()), "prompt_version": template.id}
     done = finished_ids(out, run)
     skips = Skips(skip_invalid)
     todo = [n for n in read_notes(notes, skips) if n.id not in done]
     if limit is not None:
         todo = todo[:limit]
     report = PredictReport(out, already_done=len(done))
-    schema = answer_schema(ad.meta["codes"] if settings.constrain_codes else None)
+    schema = answer_schema(ad.record.codes if settings.constrain_codes else None)
 
     def count(text: str) -> int:
         return len(tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -261,17 +250,7 @@ def predict(
         return report
     own_engine = engine is None
     if engine is None:
-        if endpoint:
-            engine = EndpointEngine(endpoint, endpoint_model or "adapter")
-        else:
-            merged = settings.merge_adapter == "always" or (settings.merge_adapter == "auto" and not has_gpu())
-            engine = VllmEngine(
-                str(ad.merged()) if merged else ad.base_model, max_model_len=settings.max_model_len,
-                dtype=settings.dtype, max_lora_rank=None if merged else ad.lora_rank,
-                tensor_parallel_size=settings.tensor_parallel_size,
-                gpu_memory_utilization=settings.gpu_memory_utilization, enforce_eager=settings.enforce_eager,
-                cpu_kv_cache_gb=settings.cpu_kv_cache_gb,
-            )  # fmt: skip
+        engine = EndpointEngine(endpoint, endpoint_model or "adapter") if endpoint else engine_for(ad, settings)
     # an in-process engine either has LoRA enabled (the adapter rides on each request) or holds merged weights
     lora = str(ad.path) if isinstance(engine, VllmEngine) and engine.lora_enabled else None
     run["engine"] = "endpoint" if isinstance(engine, EndpointEngine) else ("lora" if lora else "merged")
@@ -282,7 +261,9 @@ def predict(
         ):
             for i in range(0, len(todo), settings.batch_size):
                 batch = todo[i : i + settings.batch_size]
-                windows = [split_windows(n.text, count, budget, overlap) for n in batch]
+                windows = [
+                    split_windows(n.text, count, windows_spec.max_tokens, windows_spec.overlap_tokens) for n in batch
+                ]
                 requests = [
                     Request(renderer.prompt_ids(n.text[w.begin : w.end]), renderer.messages(n.text[w.begin : w.end]))
                     for n, ws in zip(batch, windows, strict=True)

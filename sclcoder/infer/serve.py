@@ -6,10 +6,10 @@ import os
 import signal
 from pathlib import Path
 
+from sclcoder.artifacts import open_adapter
 from sclcoder.errors import SclError
-from sclcoder.infer.engine import ServerSpec, start_server, stop_server, wait_until_ready
+from sclcoder.infer.engine import ServerSpec, predict_settings, start_server, stop_server, wait_until_ready
 from sclcoder.progress import console
-from sclcoder.train.trainer import open_adapter
 
 
 def server_spec(
@@ -22,14 +22,14 @@ def server_spec(
     max_model_len: int | None = None,
 ) -> ServerSpec:
     ad = open_adapter(adapter)
-    settings = ad.meta["recipe"].get("predict", {})
+    settings = predict_settings(ad)
     return ServerSpec(
         model=ad.base_model,
         host=host,
         port=port,
         served_model_name=Path(ad.base_model).name if Path(ad.base_model).exists() else ad.base_model,
-        max_model_len=max_model_len or int(settings.get("max_model_len", 4096)),
-        dtype=settings.get("dtype", "auto"),
+        max_model_len=max_model_len or settings.max_model_len,
+        dtype=settings.dtype,
         lora_name=name,
         lora_path=str(ad.path),
         max_lora_rank=ad.lora_rank,

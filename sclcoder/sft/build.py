@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sclcoder import __version__
+from sclcoder.artifacts import BUILD_FILE, DATASET_FORMAT, STATS_FILE, DatasetRecord, PromptIdentity
 from sclcoder.backbones import cache_dir as sclcoder_cache
 from sclcoder.backbones import load_tokenizer
 from sclcoder.data.codes import CodeSystem
 from sclcoder.data.documents import Document, read_documents
 from sclcoder.errors import SclError
-from sclcoder.files import atomic_dir, require_dir, resource_path
+from sclcoder.files import atomic_dir, resource_path
 from sclcoder.progress import bar
 from sclcoder.recipe import DataSection, DemoSource, JsonlSource, MdaceSource, Recipe, Source, recipe_dict
 from sclcoder.sft.examples import (
@@ -39,7 +40,6 @@ from sclcoder.sft.examples import (
 )
 from sclcoder.sft.prompts import PROMPT_FILE, Renderer, load_prompt
 
-FORMAT = "sclcoder-sft/1"
 T = TypeVar("T")
 
 
@@ -270,7 +270,7 @@ def build_dataset(
 
     started = time.perf_counter()
     out = Path(out_dir) if out_dir is not None else default_dataset_dir(recipe)
-    if out.exists() and not (out / "build.json").exists() and any(out.iterdir()) and not overwrite:
+    if out.exists() and not (out / BUILD_FILE).exists() and any(out.iterdir()) and not overwrite:
         raise SclError(
             "exists and is not a dataset written by `sclcoder data build`",
             path=out,
@@ -338,48 +338,21 @@ def build_dataset(
         "seconds": round(time.perf_counter() - started, 2),
         "notes_per_second": round((len(train_docs) + len(val_docs)) / max(1e-9, time.perf_counter() - started), 2),
     }
-    build = {
-        "format": FORMAT,
-        "sclcoder_version": __version__,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "prompt": template.describe(),
-        "code_system": system.value,
-        "windows": recipe.windows.model_dump(),
-        "codes": train_codes,
-        "recipe": recipe_dict(recipe),
-    }
+    record = DatasetRecord(
+        format=DATASET_FORMAT,
+        sclcoder_version=__version__,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        prompt=PromptIdentity(**template.describe()),
+        code_system=system.value,
+        windows=recipe.windows,
+        codes=train_codes,
+        recipe=recipe_dict(recipe),
+    )
     with atomic_dir(out) as tmp:
         DatasetDict(
             {"train": Dataset.from_list(train_rows), "validation": Dataset.from_list(val_rows or [])}
         ).save_to_disk(str(tmp / "hf"))
         shutil.copyfile(resource_path(data.prompt), tmp / PROMPT_FILE)
-        (tmp / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
-        (tmp / "build.json").write_text(json.dumps(build, indent=2) + "\n")
+        (tmp / STATS_FILE).write_text(json.dumps(stats, indent=2) + "\n")
+        (tmp / BUILD_FILE).write_text(record.model_dump_json(indent=2) + "\n")
     return BuildResult(out, stats)
-
-
-@dataclass
-class BuiltDataset:
-    path: Path
-    build: dict[str, Any]
-    stats: dict[str, Any]
-
-    def load(self) -> Any:
-        from datasets import load_from_disk
-
-        return load_from_disk(str(self.path / "hf"))
-
-
-def open_dataset(path: str | PathLike[str]) -> BuiltDataset:
-    """A dataset directory written by `data build`, checked (clear error when it is anything else)."""
-    p = require_dir(path, "dataset directory")
-    try:
-        build = json.loads((p / "build.json").read_text())
-        stats = json.loads((p / "stats.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        raise SclError(
-            "not a dataset written by `sclcoder data build` (no readable build.json/stats.json)", path=p
-        ) from None
-    if build.get("format") != FORMAT or not (p / "hf").is_dir():
-        raise SclError(f"not a {FORMAT} dataset (format {build.get('format')!r})", path=p)
-    return BuiltDataset(p, build, stats)

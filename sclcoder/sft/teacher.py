@@ -28,6 +28,7 @@ from sclcoder.data import codes as codes_mod
 from sclcoder.data.align import Aligner
 from sclcoder.data.codes import CodeSystem
 from sclcoder.data.documents import Document, Evidence
+from sclcoder.endpoints import check_reachable, openai_client
 from sclcoder.errors import SclError
 from sclcoder.files import write_text_atomic
 from sclcoder.progress import bar
@@ -118,25 +119,16 @@ class Teacher:
     @property
     def client(self) -> Any:
         if self._client is None:
-            from openai import OpenAI
-
             key = os.environ.get(self.cfg.api_key_env, "") if self.cfg.api_key_env else "not-needed"
-            self._client = OpenAI(
-                base_url=self.cfg.endpoint,
-                api_key=key or "not-needed",
-                max_retries=self.cfg.max_retries,
-                timeout=self.cfg.timeout_s,
+            self._client = openai_client(
+                self.cfg.endpoint, api_key=key, timeout=self.cfg.timeout_s, max_retries=self.cfg.max_retries
             )
         return self._client
 
     def check_reachable(self) -> None:
-        try:
-            self.client.models.list()
-        except Exception as exc:  # any transport or HTTP failure means the same thing to the user
-            raise SclError(
-                f"teacher endpoint {self.cfg.endpoint} is not reachable ({type(exc).__name__}: {exc})",
-                field="data.synthesis.teacher.endpoint",
-            ) from None
+        check_reachable(
+            self.client, self.cfg.endpoint, what="teacher endpoint", field="data.synthesis.teacher.endpoint"
+        )
 
     def _cache_file(self, key: str) -> Path:
         return self.cache_dir / key[:2] / f"{key}.json"

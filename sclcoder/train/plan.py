@@ -84,7 +84,8 @@ def _count_params(recipe: Recipe, config: Any) -> tuple[int, int]:
 
 
 def _dataset_numbers(recipe: Recipe) -> tuple[int | None, int | None, str | None]:
-    from sclcoder.sft.build import default_dataset_dir, open_dataset
+    from sclcoder.artifacts import open_dataset
+    from sclcoder.sft.build import default_dataset_dir
 
     path = default_dataset_dir(recipe)
     if not (path / "build.json").exists():

@@ -3,35 +3,45 @@
 Read it top to bottom: recipe in; dataset, tokenizer, SFTConfig, model, LoRA config and SFTTrainer built in
 plain sight; train; save the adapter with what predict and eval need to trust it (recipe, prompt version,
 dataset stats, the code list it was trained on). The same code runs one CPU process and many GPUs under
-`accelerate launch`, `torchrun` or the `deepspeed` launcher: the launchers set the process group, TRL and
-DeepSpeed do the distribution. Loss covers the answer only (prompt/completion data).
+`accelerate launch`, `torchrun` or the `deepspeed` launcher: the launchers start the ranks (on CPU the
+process group is put on gloo here), TRL, Accelerate and DeepSpeed do the distribution. Loss covers the
+answer only (prompt/completion data).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
-import json
 import logging
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sclcoder import __version__
+from sclcoder.artifacts import (
+    ADAPTER_DIR,
+    ADAPTER_FORMAT,
+    METADATA,
+    AdapterRecord,
+    BuiltDataset,
+    PrecisionRecord,
+    open_dataset,
+    recipe_digest,
+)
 from sclcoder.backbones import load_tokenizer, resolve_model
 from sclcoder.device import Precision, current_device, has_gpu, resolve_precision, weights_dtype
 from sclcoder.errors import SclError
 from sclcoder.files import atomic_dir, write_json_atomic
 from sclcoder.progress import interactive, say
 from sclcoder.recipe import Recipe, recipe_dict
-from sclcoder.sft.build import BuiltDataset, build_dataset, default_dataset_dir, open_dataset
+from sclcoder.sft.build import build_dataset, default_dataset_dir
 from sclcoder.sft.prompts import PROMPT_FILE
 
 log = logging.getLogger("sclcoder")
-ADAPTER_DIR = "adapter"
-METADATA = "sclcoder.json"
 
 
 @dataclass
@@ -62,7 +72,13 @@ def adapter_dir(recipe: Recipe) -> Path:
 
 
 def checkpoints(output_dir: Path) -> list[Path]:
-    found = [p for p in output_dir.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
+    """Complete checkpoints, oldest first. The trainer writes trainer_state.json after the weights, optimizer,
+    scheduler and RNG state: a run killed while saving leaves a folder without it, which is not resumable."""
+    found = [
+        p
+        for p in output_dir.glob("checkpoint-*")
+        if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()
+    ]
     return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
 
 
@@ -92,21 +108,55 @@ def is_main_process() -> bool:
 
 
 def _dataset_matches(ds: BuiltDataset, recipe: Recipe) -> bool:
-    built = ds.build["recipe"]
+    built = ds.record.recipe
     now = recipe_dict(recipe)
     return built["data"] == now["data"] and built["windows"] == now["windows"] and built["model"] == now["model"]
+
+
+def init_process_group(recipe: Recipe) -> None:
+    """Several processes (torchrun, accelerate launch, the deepspeed launcher) on CPU: the process group must
+    exist on gloo before anything else asks for one. Under DeepSpeed, DeepSpeed must create it or ranks
+    disagree on the batch size; and Accelerate, asked first, would see one process per rank. On GPUs, and
+    for one process, the launchers and TRL set everything up themselves."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or has_gpu():
+        return
+    if recipe.deepspeed:
+        import deepspeed
+
+        deepspeed.init_distributed(dist_backend="gloo")
+        return
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
+
+
+@contextlib.contextmanager
+def main_process_first() -> Iterator[None]:
+    """The main process runs the block first; the other ranks wait for it, then run it too."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        from accelerate import PartialState  # on GPUs it sets the process group up itself
+
+        with PartialState().main_process_first():
+            yield
+        return
+    if not is_main_process():
+        dist.barrier()
+    yield
+    if is_main_process():
+        dist.barrier()
 
 
 def ensure_dataset(recipe: Recipe) -> BuiltDataset:
     """The recipe's dataset: `data.dataset_dir` as built, else built (or reused if current) in output_dir."""
     if recipe.data.dataset_dir:
         return open_dataset(recipe.data.dataset_dir)
-    from accelerate import PartialState
-
     path = default_dataset_dir(recipe)
     # The main process builds; the others wait, then read what it wrote.
-    with PartialState().main_process_first():
-        if (path / "build.json").exists():
+    with main_process_first():
+        if (path / "build.json").exists():  # reuse a current build, rebuild a stale one
             ds = open_dataset(path)
             if _dataset_matches(ds, recipe):
                 return ds
@@ -134,36 +184,13 @@ def sft_config(recipe: Recipe, *, has_eval: bool, precision: Precision | None = 
         raise SclError("eval_strategy is set but the dataset has no validation examples", field="train.eval_strategy")
     gpu = has_gpu()
     precision = precision or training_precision(recipe)
+    # the train section's names are SFTConfig's own; only what sclcoder resolves is set by hand
     return SFTConfig(
-        output_dir=t.output_dir,
-        learning_rate=t.learning_rate,
-        lr_scheduler_type=t.lr_scheduler_type,
-        warmup_steps=t.warmup_steps,
-        num_train_epochs=t.num_train_epochs,
-        max_steps=t.max_steps,
-        per_device_train_batch_size=t.per_device_train_batch_size,
-        per_device_eval_batch_size=t.per_device_eval_batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation_steps,
-        max_length=t.max_length,
-        packing=t.packing,
-        train_sampling_strategy=t.train_sampling_strategy,
-        gradient_checkpointing=t.gradient_checkpointing,
-        eval_strategy=t.eval_strategy,
-        eval_steps=t.eval_steps,
-        save_strategy=t.save_strategy,
-        save_steps=t.save_steps,
-        save_total_limit=t.save_total_limit,
-        logging_steps=t.logging_steps,
-        seed=t.seed,
+        **t.model_dump(exclude={"bf16", "torch_threads"}),
         data_seed=t.seed,
-        report_to=t.report_to,
         bf16=precision.dtype == "bfloat16",
         fp16=precision.dtype == "float16",
         use_cpu=not gpu,
-        optim=t.optim,
-        weight_decay=t.weight_decay,
-        max_grad_norm=t.max_grad_norm,
-        dataloader_num_workers=t.dataloader_num_workers,
         completion_only_loss=True,  # prompt/completion data: the loss covers the answer only
         deepspeed=recipe.deepspeed_config(),
         disable_tqdm=not interactive(),
@@ -291,12 +318,16 @@ def train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> T
 
         datasets.disable_progress_bars()  # per-map bars would flood a piped log
 
-    # the SCL mixture written by `data build` (built here when the recipe names no dataset)
+    # under a launcher, the process group first; then the SCL mixture written by `data build` (built here,
+    # by the main process, when the recipe names no dataset)
+    init_process_group(recipe)
     dataset = ensure_dataset(recipe)
     trainer = build_trainer(recipe, dataset, precision)
 
     # train, continuing from the last checkpoint with --resume
-    result = trainer.train(resume_from_checkpoint=True if resume else None)
+    result = trainer.train(
+        resume_from_checkpoint=str(checkpoints(Path(recipe.train.output_dir))[-1]) if resume else None
+    )
     metrics = dict(result.metrics)
     if trainer.eval_dataset is not None and recipe.train.eval_strategy != "no":
         metrics.update(trainer.evaluate())
@@ -319,73 +350,30 @@ def train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> T
 def adapter_metadata(
     recipe: Recipe, dataset: BuiltDataset, metrics: dict[str, Any], trainer: Any, precision: Precision
 ) -> dict[str, Any]:
+    """The adapter record (sclcoder.artifacts.AdapterRecord): validated here, so a bad field fails the run
+    that writes it, not the predict that reads it."""
     history = [h for h in trainer.state.log_history if "loss" in h]
-    return {
-        "format": "sclcoder-adapter/1",
-        "sclcoder_version": __version__,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "base_model": recipe.model.model_name_or_path,
-        "base_model_path": resolve_model(recipe.model.model_name_or_path),
-        "prompt": dataset.build["prompt"],
-        "code_system": dataset.build["code_system"],
-        "windows": dataset.build["windows"],
-        "codes": dataset.build["codes"],
-        "dataset": {"path": str(dataset.path), "stats": dataset.stats},
-        "recipe": recipe_dict(recipe),
-        "precision": precision.as_dict() | {"device": current_device().name},
-        "metrics": metrics,
+    resolved = recipe_dict(recipe)
+    record = AdapterRecord(
+        format=ADAPTER_FORMAT,
+        sclcoder_version=__version__,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        base_model=recipe.model.model_name_or_path,
+        base_model_path=resolve_model(recipe.model.model_name_or_path),
+        prompt=dataset.record.prompt,
+        code_system=dataset.record.code_system,
+        windows=dataset.record.windows,
+        codes=dataset.record.codes,
+        dataset={"path": str(dataset.path), "stats": dataset.stats},
+        recipe=resolved,
+        recipe_sha256=recipe_digest(resolved),
+        precision=PrecisionRecord(**precision.as_dict(), device=current_device().name),
+        world_size=trainer.args.world_size,
+        train_examples=len(trainer.train_dataset),
+        metrics=metrics,
         # tokens trained on as TRL counted them up to the last logging step: a fair basis for throughput
-        "tokens_seen": int(history[-1].get("num_tokens", 0)) if history else 0,
-        "pad_share": round(getattr(trainer.data_collator, "pad_share", 0.0), 4),
-        "loss_history": [{"step": h["step"], "loss": h["loss"]} for h in history],
-    }
-
-
-@dataclass
-class Adapter:
-    path: Path
-    meta: dict[str, Any]
-
-    @property
-    def base_model(self) -> str:
-        return self.meta["base_model_path"]
-
-    @property
-    def lora_rank(self) -> int:
-        return int(self.meta["recipe"]["lora"]["r"])
-
-    def merged(self) -> Path:
-        """The adapter merged into its base model, as a plain model folder (made once, kept beside it)."""
-        target = self.path / "merged"
-        if (target / "config.json").exists():
-            return target
-        import torch
-        from peft import PeftModel
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        base = AutoModelForCausalLM.from_pretrained(self.base_model, dtype=torch.float32)
-        dtype = base.config.dtype if isinstance(base.config.dtype, torch.dtype) else torch.float32
-        model = PeftModel.from_pretrained(base, self.path).merge_and_unload().to(dtype)
-        with atomic_dir(target) as tmp:
-            model.save_pretrained(tmp)
-            AutoTokenizer.from_pretrained(self.path).save_pretrained(tmp)
-        return target
-
-
-def open_adapter(path: str | os.PathLike[str]) -> Adapter:
-    """An adapter directory written by `sclcoder train` (its metadata checked)."""
-    p = Path(path)
-    if (p / ADAPTER_DIR / METADATA).exists():  # the run's output_dir was given
-        p = p / ADAPTER_DIR
-    if not p.is_dir():
-        raise SclError("adapter directory not found", path=p)
-    try:
-        meta = json.loads((p / METADATA).read_text())
-    except (OSError, json.JSONDecodeError):
-        raise SclError(f"not an adapter written by `sclcoder train` (no readable {METADATA})", path=p) from None
-    if meta.get("format") != "sclcoder-adapter/1":
-        raise SclError(f"unknown adapter format {meta.get('format')!r}", path=p)
-    if meta["base_model"] != meta["base_model_path"]:
-        # embedded backbones live in the local cache: prepare them again on a new machine
-        meta["base_model_path"] = resolve_model(meta["base_model"])
-    return Adapter(p, meta)
+        tokens_seen=int(history[-1].get("num_tokens", 0)) if history else 0,
+        pad_share=round(getattr(trainer.data_collator, "pad_share", 0.0), 4),
+        loss_history=[{"step": h["step"], "loss": h["loss"]} for h in history],
+    )
+    return record.model_dump(mode="json")

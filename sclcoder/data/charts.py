@@ -1,0 +1,498 @@
+"""The synthetic chart writer behind the demo corpus: the conditions table (package data, checked when
+loaded), one admission's conditions sampled by prevalence, and its discharge summary written section by
+section with the offsets of every annotated mention and every negated (uncoded) one.
+
+Every random draw happens in a fixed order from one `random.Random`, so a seed fixes the corpus byte for
+byte; a change to that order is a change of the corpus (bump `demo.GENERATOR_VERSION`).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from importlib import resources
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from sclcoder.errors import SclError
+
+
+@dataclass(frozen=True)
+class Condition:
+    code: str
+    names: tuple[str, ...]
+    acute: bool
+    meds: tuple[str, ...] = ()
+    complaint: tuple[str, ...] = ()
+    course: tuple[str, ...] = ()
+    negations: tuple[str, ...] = ()
+    sex: str | None = None
+    group: str | None = None  # conditions of one group exclude each other
+
+
+CONDITIONS_FILE = "demo_conditions.yaml"
+
+
+class _ConditionSpec(BaseModel):
+    """One entry of the conditions file; unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+    code: str
+    names: list[str] = Field(min_length=1)
+    acute: bool
+    meds: list[str] = []
+    complaint: list[str] = []
+    course: list[str] = []
+    negations: list[str] = []
+    sex: Literal["M", "F"] | None = None
+    group: str | None = None
+
+
+class _ConditionsFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    conditions: list[_ConditionSpec] = Field(min_length=1)
+    prevalence: list[str]
+    companions: dict[str, str]
+
+
+def load_conditions(text: str | None = None) -> tuple[tuple[Condition, ...], list[str], dict[str, str]]:
+    """The conditions table, prevalence order and companions, checked: every code named in `prevalence` or
+    `companions` must be a condition of the table, and no code may appear twice."""
+    text = text if text is not None else resources.files("sclcoder.data").joinpath(CONDITIONS_FILE).read_text("utf-8")
+    try:
+        spec = _ConditionsFile.model_validate(yaml.safe_load(text))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(x) for x in err["loc"])
+        raise SclError(err["msg"], path=CONDITIONS_FILE, field=where) from None
+    conditions = tuple(
+        Condition(**{k: tuple(v) if isinstance(v, list) else v for k, v in c.model_dump().items()})
+        for c in spec.conditions
+    )
+    known = [c.code for c in conditions]
+    duplicated = {code for code in known if known.count(code) > 1}
+    unknown = [code for code in [*spec.prevalence, *spec.companions, *spec.companions.values()] if code not in known]
+    if duplicated or unknown:
+        problem = f"codes listed twice: {sorted(duplicated)}" if duplicated else f"codes not in the table: {unknown}"
+        raise SclError(problem, path=CONDITIONS_FILE)
+    return conditions, spec.prevalence, spec.companions
+
+
+# `{X}` marks the annotated mention; `{med}` a medication; other slots are filled with numbers.
+CONDITIONS, PREVALENCE, COMPANIONS = load_conditions()
+BY_CODE = {c.code: c for c in CONDITIONS}
+_RANK = {code: i for i, code in enumerate(PREVALENCE)}
+_COMPANION_ONLY = set(COMPANIONS.values())
+_SPECIAL = {"Z66"} | {c.code for c in CONDITIONS if c.group == "tobacco"}
+
+
+class _Text:
+    """Accumulates note text, the offsets of annotated mentions and of negated (uncoded) ones."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.length = 0
+        self.spans: list[tuple[int, int, str]] = []
+        self.negated: list[tuple[int, int, str]] = []
+
+    def add(self, text: str) -> None:
+        self.parts.append(text)
+        self.length += len(text)
+
+    def template(
+        self,
+        template: str,
+        mention: str | None = None,
+        code: str | None = None,
+        *,
+        negated: str | None = None,
+        **slots: object,
+    ) -> None:
+        """Add a template whose `{X}` is the mention: annotated with `code`, or recorded as a negated
+        mention of the condition `negated` (which must not be coded)."""
+        filled = template.format(X="\0", **slots) if slots else template.replace("{X}", "\0")
+        before, sep, after = filled.partition("\0")
+        self.add(before)
+        if sep:
+            assert mention is not None
+            if self._tail().endswith(("\n", ". ", "# ")) or self.length == 0:
+                mention = _cap(mention)
+            if code is not None:
+                self.spans.append((self.length, self.length + len(mention), code))
+            if negated is not None:
+                self.negated.append((self.length, self.length + len(mention), negated))
+            self.add(mention)
+        self.add(after)
+
+    def _tail(self) -> str:
+        return "".join(self.parts[-2:])[-2:]
+
+    def value(self) -> str:
+        return "".join(self.parts)
+
+
+def _cap(s: str) -> str:
+    return s[:1].upper() + s[1:] if s[:1].islower() else s
+
+
+def _slots(rng: random.Random) -> dict[str, object]:
+    return {
+        "a1c": round(rng.uniform(6.2, 9.8), 1),
+        "cr": round(rng.uniform(1.3, 3.4), 1),
+        "hr": rng.choice([70, 80, 90]),
+        "score": rng.randint(2, 6),
+        "kg": rng.randint(58, 110),
+        "tsh": round(rng.uniform(0.8, 6.5), 1),
+        "bmi": rng.randint(31, 44),
+        "vitd": rng.randint(8, 19),
+        "hgb": round(rng.uniform(8.1, 10.9), 1),
+        "lact": round(rng.uniform(2.1, 5.0), 1),
+        "na": rng.randint(121, 129),
+        "na2": rng.randint(132, 136),
+        "k": round(rng.uniform(2.6, 3.2), 1),
+        "o2": rng.randint(2, 6),
+        "lipase": rng.randint(400, 3000),
+        "tmax": round(rng.uniform(38.3, 39.6), 1),
+    }
+
+
+_FIRST_NAMES = ("Brown", "Lee", "Patel", "Garcia", "Nguyen", "Smith", "Cohen", "Okafor", "Rossi", "Kim")
+_FILLER_HISTORY = (
+    "s/p appendectomy",
+    "s/p cholecystectomy",
+    "cataracts",
+    "s/p right knee replacement",
+    "remote tonsillectomy",
+    "hearing loss",
+    "s/p hernia repair",
+)
+_ALLERGIES = (
+    "No Known Allergies / Adverse Drug Reactions",
+    "Penicillins",
+    "Sulfa (Sulfonamide Antibiotics)",
+    "Codeine",
+    "Patient recorded as having No Known Allergies to Drugs",
+)
+_EXAM = (
+    "General: NAD, resting comfortably",
+    "HEENT: MMM, oropharynx clear",
+    "Neck: supple, no JVD",
+    "CV: RRR, no murmurs",
+    "Lungs: CTAB, no wheezes",
+    "Abd: soft, NT/ND, +BS",
+    "Ext: warm, no edema",
+    "Neuro: A&Ox3, moving all extremities",
+)
+
+
+def _weighted_sample(rng: random.Random, pool: list[Condition], k: int) -> list[Condition]:
+    """k distinct conditions, each draw weighted by 1 / prevalence rank within the pool."""
+    ranked = sorted(pool, key=lambda c: _RANK[c.code])
+    weights = [1.0 / (i + 1) for i in range(len(ranked))]
+    out = []
+    for _ in range(min(k, len(ranked))):
+        i = rng.choices(range(len(ranked)), weights=weights)[0]
+        out.append(ranked.pop(i))
+        weights.pop(i)
+    return out
+
+
+def _mention(rng: random.Random, cond: Condition) -> str:
+    return rng.choice(cond.names)
+
+
+@dataclass
+class _Patient:
+    """What one chart says about one admission, sampled before any text is written."""
+
+    sex: str
+    age: int
+    acute: list[Condition]
+    chronic: list[Condition]
+    extras: list[Condition]
+    negated: list[Condition]
+    dnr: bool
+    slots: dict[str, object]
+    meds: dict[str, str]
+    year: int = 0
+    month: int = 0
+    day: int = 0
+
+    @property
+    def he(self) -> str:
+        return "he" if self.sex == "M" else "she"
+
+    @property
+    def primary(self) -> Condition:
+        return self.acute[0]
+
+
+def _patient(rng: random.Random) -> _Patient:
+    sex = rng.choice("MF")
+    age = rng.randint(38, 92)
+    acute_pool = [c for c in CONDITIONS if c.acute]
+    chronic_pool = [
+        c for c in CONDITIONS if not c.acute and c.code not in _COMPANION_ONLY | _SPECIAL and c.sex in (None, sex)
+    ]
+    acute = _weighted_sample(rng, acute_pool, rng.choice([1, 1, 1, 2, 2, 3]))
+    chronic = _weighted_sample(rng, chronic_pool, rng.randint(1, 6))
+    extras: list[Condition] = []
+    for cond in acute + chronic:
+        companion = COMPANIONS.get(cond.code)
+        if companion and rng.random() < 0.6 and BY_CODE[companion] not in extras:
+            extras.append(BY_CODE[companion])
+    tobacco = rng.random()
+    if tobacco < 0.2:
+        extras.append(BY_CODE["F17.210"])
+    elif tobacco < 0.45:
+        extras.append(BY_CODE["Z87.891"])
+    dnr = rng.random() < (0.35 if age > 80 else 0.08)
+    if dnr:
+        extras.append(BY_CODE["Z66"])
+    present = {c.code for c in acute + chronic + extras}
+    negated = rng.sample([c for c in CONDITIONS if c.negations and c.code not in present], rng.randint(1, 3))
+    slots = _slots(rng)
+    meds = {c.code: rng.choice(c.meds) for c in acute + chronic if c.meds}
+    return _Patient(sex, age, acute, chronic, extras, negated, dnr, slots, meds)
+
+
+def write_chart(rng: random.Random) -> list[ChartNote]:
+    """One discharge summary (and sometimes a radiology report) with annotated spans, section by section."""
+    p = _patient(rng)
+    t = _Text()
+    for section in (_header, _present_illness, _past_history, _social_and_family, _exam_and_results):
+        section(rng, t, p)
+    for section in (_hospital_course, _medications, _discharge):
+        section(rng, t, p)
+    notes = [ChartNote("Discharge summary", "Report", t.value(), t.spans, t.negated)]
+    if rng.random() < 0.2:
+        notes.append(_radiology(rng, p))
+    return notes
+
+
+def _header(rng: random.Random, t: _Text, p: _Patient) -> None:
+    """Dates, sex, service, allergies, attending and chief complaint."""
+    p.month, p.day = rng.randint(1, 12), rng.randint(1, 20)
+    p.year = rng.randint(2110, 2190)
+    t.add(
+        f"Admission Date:  [**{p.year}-{p.month}-{p.day}**]              Discharge Date:   "
+        f"[**{p.year}-{p.month}-{p.day + rng.randint(2, 8)}**]\n\n"
+        f"Date of Birth:  [**{p.year - p.age}-{rng.randint(1, 12)}-{rng.randint(1, 28)}**]"
+        f"             Sex:   {p.sex}\n\n"
+        f"Service: {rng.choice(['MEDICINE', 'MEDICINE', 'NEUROLOGY', 'SURGERY'])}\n\n"
+    )
+    t.add(f"Allergies:\n{rng.choice(_ALLERGIES)}\n\nAttending:[**First Name3 (LF) {rng.randint(100, 999)}**]\n\n")
+    t.add(f"Chief Complaint:\n{rng.choice(p.primary.complaint)}\n\n")
+
+
+def _present_illness(rng: random.Random, t: _Text, p: _Patient) -> None:
+    """Age, a few comorbidities, the presenting story, maybe one negated condition."""
+    # History of present illness: p.age, a few comorbidities, the presenting story.
+    t.add("History of Present Illness:\n")
+    intro = rng.choice(
+        [
+            "{age} yo {sx} with PMH of ",
+            "{age} year old {sx2} with a history of ",
+            "Pt is a {age} y/o {sx} with ",
+            "This is a {age} yo {sx} w/ ",
+        ]
+    )
+    t.add(intro.format(age=p.age, sx=p.sex, sx2="man" if p.sex == "M" else "woman"))
+    in_hpi = [c for c in p.chronic if rng.random() < 0.6] or p.chronic[:1]
+    for i, cond in enumerate(in_hpi):
+        if i:
+            t.add(" and " if i == len(in_hpi) - 1 else ", ")
+        t.template("{X}", _mention(rng, cond), cond.code)
+    t.add(f" who presents with {rng.choice(p.primary.complaint)}")
+    t.add(rng.choice([f" x{rng.randint(1, 5)} days. ", " since yesterday. ", " for the past week. "]))
+    t.add(
+        rng.choice(
+            [
+                f"In the ED, initial vitals T {rng.randint(97, 101)}.{rng.randint(0, 9)} "
+                f"HR {rng.randint(62, 118)} BP {rng.randint(92, 168)}/{rng.randint(50, 96)} "
+                f"RR {rng.randint(14, 26)} O2 sat "
+                f"{rng.randint(88, 99)}% RA. ",
+                f"{_cap(p.he)} was seen in the ED where labs were notable for WBC {rng.randint(4, 19)}.",
+                "ED course notable for IV fluids and labs as below. ",
+            ]
+        )
+    )
+    for cond in p.negated[:1]:
+        t.add(" ")
+        t.template(rng.choice(cond.negations), _mention(rng, cond), negated=cond.code)
+    t.add("\n\n")
+
+
+def _past_history(rng: random.Random, t: _Text, p: _Patient) -> None:
+    """Past medical history as a list, with fillers that are not codeable conditions here."""
+    # Past medical history as a list, with fillers that are not codeable conditions here.
+    t.add("Past Medical History:\n")
+    pmh = [c for c in p.chronic + [e for e in p.extras if e.code in ("Z79.01", "Z79.4")] if rng.random() < 0.85]
+    fillers = rng.sample(_FILLER_HISTORY, rng.randint(0, 2))
+    items: list[Condition | str] = [*pmh, *fillers]
+    rng.shuffle(items)
+    for item in items:
+        bullet = rng.choice(["- ", "# ", "* ", ""])
+        if isinstance(item, str):
+            t.add(f"{bullet}{item}\n")
+            continue
+        extra = ""
+        if item.code in p.meds and rng.random() < 0.4:
+            extra = f", on {p.meds[item.code].split(' ')[0]}"
+        t.template(f"{bullet}{{X}}{extra}\n", _cap(_mention(rng, item)), item.code)
+    if not items:
+        t.add("None\n")
+    t.add("\n")
+
+
+def _social_and_family(rng: random.Random, t: _Text, p: _Patient) -> None:
+    """Tobacco and alcohol, living situation; family history (maybe a negated condition)."""
+    t.add("Social History:\n")
+    tob = next((e for e in p.extras if e.group == "tobacco"), None)
+    if tob is not None:
+        t.template(
+            rng.choice(["{X}, 20 pack-years. ", "Patient is a {X}. ", "Tobacco: {X}. "]),
+            _mention(rng, tob),
+            tob.code,
+        )
+    else:
+        t.add(rng.choice(["Never smoker. ", "Denies tobacco. ", "No tobacco use. "]))
+    if any(c.code == "F10.20" for c in p.chronic):
+        t.template("History of {X}, last drink two days prior. ", _mention(rng, BY_CODE["F10.20"]), "F10.20")
+    else:
+        t.add(rng.choice(["Occasional EtOH. ", "Denies EtOH or illicit drug use. ", "Drinks socially. "]))
+    t.add(rng.choice(["Lives with wife.", "Lives alone.", "Lives with daughter.", "Resides at a nursing facility."]))
+    t.add("\n\nFamily History:\n")
+    family = [c for c in p.negated[1:] if any("{X}" in n and ("Father" in n or "Family" in n) for n in c.negations)]
+    if family:
+        cond = family[0]
+        template = next(n for n in cond.negations if "Father" in n or "Family" in n)
+        t.template(template, _mention(rng, cond), negated=cond.code)
+    else:
+        t.add(rng.choice(["Noncontributory.", "Mother with breast cancer.", "No family history of early MI."]))
+    t.add("\n\n")
+
+
+def _exam_and_results(rng: random.Random, t: _Text, p: _Patient) -> None:
+    """Vital signs, exam findings and admission labs: numbers, nothing to code."""
+    t.add("Physical Exam:\n")
+    t.add(
+        f"VS: T {rng.randint(97, 100)}.{rng.randint(0, 9)} BP {rng.randint(98, 160)}/{rng.randint(55, 92)} "
+        f"HR {rng.randint(60, 110)} RR {rng.randint(14, 24)} {rng.randint(90, 100)}% RA\n"
+    )
+    t.add("\n".join(rng.sample(_EXAM, rng.randint(3, 6))) + "\n\n")
+    t.add("Pertinent Results:\n")
+    t.add(
+        f"[**{p.year}-{p.month}-{p.day}**] 07:10AM BLOOD WBC-{rng.randint(4, 18)}.{rng.randint(0, 9)} "
+        f"Hgb-{rng.randint(8, 15)}.{rng.randint(0, 9)} Plt-{rng.randint(120, 420)}\n"
+    )
+    t.add(
+        f"[**{p.year}-{p.month}-{p.day}**] 07:10AM BLOOD Glucose-{rng.randint(80, 240)} BUN-{rng.randint(8, 48)} "
+        f"Creat-{rng.randint(0, 3)}.{rng.randint(1, 9)} Na-{rng.randint(126, 144)} "
+        f"K-{rng.randint(3, 5)}.{rng.randint(0, 9)}\n\n"
+    )
+
+
+def _hospital_course(rng: random.Random, t: _Text, p: _Patient) -> None:
+    """Problem-based: acute problems first, negated ones, then chronic issues and companions."""
+    # Hospital course: problem-based, p.acute first, then p.chronic issues.
+    t.add(rng.choice(["Brief Hospital Course:\n", "Hospital Course:\n"]))
+    t.add(f"{p.age} yo {p.sex} admitted with {rng.choice(p.primary.complaint)}.\n\n")
+    for cond in p.acute:
+        t.template(rng.choice(["# {X}: ", "#{X}: ", "{X}: "]), _cap(_mention(rng, cond)), cond.code)
+        t.add(rng.choice(cond.course).format(med=p.meds.get(cond.code, ""), **p.slots) + "\n")
+    for cond in p.negated[1:]:
+        t.template(rng.choice(cond.negations), _mention(rng, cond), negated=cond.code)
+        t.add("\n")
+    course_chronic = [c for c in p.chronic if c.course and rng.random() < 0.6]
+    if course_chronic:
+        t.add(rng.choice(["\nCHRONIC ISSUES:\n", "\nChronic problems:\n", "\n"]))
+        for cond in course_chronic:
+            t.template(rng.choice(["# {X}: ", "{X} - "]), _cap(_mention(rng, cond)), cond.code)
+            t.add(rng.choice(cond.course).format(med=p.meds.get(cond.code, "home medications"), **p.slots) + "\n")
+    anticoag = next((e for e in p.extras if e.code == "Z79.01"), None)
+    if anticoag is not None:
+        t.template(
+            rng.choice(["Continued {X}.\n", "Remains on {X} at discharge.\n"]),
+            _mention(rng, anticoag),
+            anticoag.code,
+        )
+    insulin = next((e for e in p.extras if e.code == "Z79.4"), None)
+    if insulin is not None:
+        t.template(
+            rng.choice(["History notable for {X}; continued glargine.\n", "Note {X}, resumed glargine.\n"]),
+            _mention(rng, insulin),
+            insulin.code,
+        )
+    t.add("\n")
+
+
+def _medications(rng: random.Random, t: _Text, p: _Patient) -> None:
+    """Home and discharge medications, and the disposition."""
+    t.add("Medications on Admission:\n")
+    home = [m for c, m in p.meds.items() if not BY_CODE[c].acute]
+    for i, med in enumerate(home or ["None"], start=1):
+        t.add(f"{i}. {med}\n")
+    t.add("\nDischarge Medications:\n")
+    for i, med in enumerate(home + [p.meds[c.code] for c in p.acute if c.code in p.meds] or ["None"], start=1):
+        t.add(f"{i}. {med}\n")
+    t.add(f"\nDischarge Disposition:\n{rng.choice(['Home', 'Home With Service', 'Extended Care'])}\n\n")
+
+
+def _discharge(rng: random.Random, t: _Text, p: _Patient) -> None:
+    """Discharge diagnoses, condition, code status and follow-up."""
+    t.add("Discharge Diagnosis:\n")
+    t.add(rng.choice(["Primary: ", "Primary diagnosis:\n", "PRIMARY: "]))
+    for i, cond in enumerate(p.acute):
+        t.template(("" if not i else ", ") + "{X}", _mention(rng, cond), cond.code)
+    secondary = [c for c in p.chronic if rng.random() < 0.6]
+    if secondary:
+        t.add(rng.choice(["\nSecondary: ", "\n\nSecondary diagnoses:\n", "\nSECONDARY: "]))
+        for i, cond in enumerate(secondary):
+            t.template(("" if not i else ", ") + "{X}", _mention(rng, cond), cond.code)
+    t.add(
+        "\n\nDischarge Condition:\nMental Status: Clear and coherent.\nActivity Status: "
+        + rng.choice(["Ambulatory - Independent", "Ambulatory - requires assistance or aid (walker or cane)"])
+        + ".\n"
+    )
+    if p.dnr:
+        t.template(rng.choice(["Code status: {X}\n", "CODE STATUS: {X}\n"]), _mention(rng, BY_CODE["Z66"]), "Z66")
+    else:
+        t.add(rng.choice(["Code status: Full code\n", "CODE STATUS: Full\n"]))
+    t.add(
+        "\nFollowup Instructions:\n"
+        f"Please follow up with Dr. [**Last Name (STitle) {rng.choice(_FIRST_NAMES)}**] "
+        f"in {rng.randint(1, 3)} weeks.\n"
+    )
+
+
+def _radiology(rng: random.Random, p: _Patient) -> ChartNote:
+    """A chest X-ray report; pneumonia, when present, is quoted in its impression."""
+    r = _Text()
+    r.add(
+        f"[**{p.year}-{p.month}-{p.day}**] 9:{rng.randint(10, 59)} AM\nCHEST (PA & LAT)\n\n"
+        "REASON FOR THIS EXAMINATION:\n"
+        f"eval for acute process\n\nFINDINGS: Heart size normal. No effusion.\n\nIMPRESSION:\n"
+    )
+    pna = next((c for c in p.acute if c.code == "J18.9"), None)
+    if pna is not None:
+        r.template(
+            rng.choice(["Right lower lobe opacity consistent with {X}.", "Left basilar {X}."]),
+            _mention(rng, pna),
+            pna.code,
+        )
+    else:
+        r.add("No acute cardiopulmonary process.")
+    r.add("\n")
+    return ChartNote("Radiology", "CHEST (PA & LAT)", r.value(), r.spans, r.negated)
+
+
+@dataclass
+class ChartNote:
+    category: str
+    description: str
+    text: str
+    spans: list[tuple[int, int, str]]
+    negated: list[tuple[int, int, str]]

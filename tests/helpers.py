@@ -1,0 +1,89 @@
+"""Helpers the tests share (recipes on the session's tiny model and demo corpus, a free port). Fixtures
+stay in conftest.py; this module imports no test module, so nothing imports in a circle."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import yaml
+
+# The session demo corpus; recipes that point at it must say so, or ensure_demo refuses the mismatch.
+DEMO_CHARTS, DEMO_SEED = 80, 7
+
+
+def processes_with(marker: str) -> list[int]:
+    """Processes whose environment carries `marker` (NAME=value): children keep it, even once reparented to
+    init or started in sessions of their own, as launchers start their ranks."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if marker.encode() in (proc / "environ").read_bytes():
+                    found.append(int(proc.name))
+            except OSError:
+                continue
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_recipe(tmp_path: Path, model: Path, corpus: Path, **data_overrides) -> Path:
+    data = {
+        "train": [{"demo": {"split": "train", "corpus": str(corpus), "charts": DEMO_CHARTS, "seed": DEMO_SEED}}],
+        "validation": [{"demo": {"split": "val", "corpus": str(corpus), "charts": DEMO_CHARTS, "seed": DEMO_SEED}}],
+        "span": {"fraction": 1.0, "context": "tokens", "context_size": 16, "negative_rate": 0.5},
+        "document": {"fraction": 0.3},
+        "synthesis": {
+            "offline_fallback": True,
+            "rare_threshold": 2,
+            "per_code": 2,
+            "codes": ["I21.9", "G43.909"],
+            "cache_dir": str(tmp_path / "teacher-cache"),
+        },
+        "seed": 3,
+    }
+    for key, value in data_overrides.items():
+        data[key] = value
+    recipe = {
+        "model": {"model_name_or_path": str(model)},
+        "windows": {"max_tokens": 256, "overlap_tokens": 32},
+        "data": data,
+        "train": {"output_dir": str(tmp_path / "run")},
+    }
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def tiny_recipe(tmp_path: Path, tiny_model: Path, demo_corpus: Path, name: str = "run", **train_overrides) -> Path:
+    path = write_recipe(
+        tmp_path,
+        tiny_model,
+        demo_corpus,
+        span={"fraction": 0.3, "negative_rate": 0.2},
+        document={"fraction": 0.1},
+        synthesis={"offline_fallback": False},
+    )
+    recipe = yaml.safe_load(path.read_text())
+    recipe["lora"] = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.0, "target_modules": "all-linear"}
+    recipe["train"] = {
+        "output_dir": str(tmp_path / name),
+        "learning_rate": 3e-3,
+        "max_steps": 30,
+        "per_device_train_batch_size": 4,
+        "max_length": 512,
+        "logging_steps": 1,
+        "save_steps": 1000,
+        "warmup_steps": 0,
+        "seed": 1,
+        **train_overrides,
+    }
+    recipe["data"]["dataset_dir"] = None
+    out = tmp_path / f"{name}.yaml"
+    out.write_text(yaml.safe_dump(recipe))
+    return out
