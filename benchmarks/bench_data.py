@@ -7,8 +7,8 @@ import sys
 
 from common import RUNS, table, timed
 
-from sclcoder.build import build_dataset
 from sclcoder.recipe import load_recipe
+from sclcoder.sft.build import build_dataset
 
 
 def run() -> str:

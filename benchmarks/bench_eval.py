@@ -10,10 +10,10 @@ from dataclasses import replace
 
 from common import RUNS, table, timed
 
-from sclcoder.demo import ensure_demo, read_demo
-from sclcoder.documents import Document, Evidence
-from sclcoder.evaluate import Gold, evaluate
-from sclcoder.metrics import Prediction
+from sclcoder.data.demo import ensure_demo, read_demo
+from sclcoder.data.documents import Document, Evidence
+from sclcoder.eval.evaluate import Gold, evaluate
+from sclcoder.eval.metrics import Prediction
 
 MDACE_TEST_ADMISSIONS = 60  # lines of MDace-ev-test.csv (Inpatient)
 

@@ -11,39 +11,39 @@ from pathlib import Path
 
 from common import RUNS, table
 
-from sclcoder.answer import answer_schema, parse_answer
-from sclcoder.documents import read_documents
-from sclcoder.engine import Request, VllmEngine
-from sclcoder.predict import adapter_prompt, window_budget
-from sclcoder.prompts import Renderer
-from sclcoder.recipe import PredictSection
-from sclcoder.train import open_adapter
-from sclcoder.windows import split_windows
+from sclcoder.artifacts import open_adapter
+from sclcoder.data.documents import read_documents
+from sclcoder.data.windows import split_windows
+from sclcoder.infer.engine import Request, engine_for, predict_settings
+from sclcoder.infer.predict import adapter_prompt, check_window_fits
+from sclcoder.sft.answer import answer_schema, parse_answer
+from sclcoder.sft.prompts import Renderer
 
 
 def run(adapter_dir: Path = RUNS / "scl" / "run", notes: Path = RUNS / "scl" / "test-notes.jsonl") -> str:
     from transformers import AutoTokenizer
 
     ad = open_adapter(adapter_dir)
-    settings = PredictSection.model_validate(ad.meta["recipe"].get("predict", {}))
+    settings = predict_settings(ad).model_copy(update={"merge_adapter": "always"})  # as predict does on CPU
     tokenizer = AutoTokenizer.from_pretrained(ad.path)
-    renderer = Renderer(tokenizer, adapter_prompt(ad, None, False), ad.meta["code_system"])
-    budget = window_budget(renderer, int(ad.meta["windows"]["max_tokens"]), settings)
+    renderer = Renderer(tokenizer, adapter_prompt(ad, None, False), ad.record.code_system)
+    windows = ad.record.windows
+    check_window_fits(renderer, windows.max_tokens, settings)
 
     def count(text: str) -> int:
         return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
     requests = []
     for doc in read_documents(notes):
-        for w in split_windows(doc.text, count, budget, int(ad.meta["windows"]["overlap_tokens"])):
+        for w in split_windows(doc.text, count, windows.max_tokens, windows.overlap_tokens):
             chunk = doc.text[w.begin : w.end]
             requests.append(Request(renderer.prompt_ids(chunk), renderer.messages(chunk)))
 
-    engine = VllmEngine(str(ad.merged()), max_model_len=settings.max_model_len, max_lora_rank=None)
+    engine = engine_for(ad, settings)
     modes = (
         ("free (no constraint)", None),
         ("schema, code pattern", answer_schema()),
-        ("schema, trained codes only", answer_schema(ad.meta["codes"])),
+        ("schema, trained codes only", answer_schema(ad.record.codes)),
     )
     # Warm every mode on every prompt first. vLLM caches prompt prefixes, so otherwise whichever mode ran
     # first would pay all the prefill and look slower (measured: 1.9x); this way the rows compare decoding.

@@ -14,13 +14,15 @@ RUNS = Path(os.environ.get("SCLCODER_BENCH_DIR", "runs/bench"))
 
 
 def machine() -> str:
+    """The CPU by model, cores and ISA flags (avx2 / avx512f / avx512_bf16 / amx): times mean nothing without."""
     import torch
 
-    cpus = os.cpu_count()
+    from sclcoder.device import cpu_info
+
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return (
-        f"{platform.processor() or platform.machine()}, {cpus} cores, {gpu}, "
-        f"Python {platform.python_version()}, torch {torch.__version__} ({datetime.now(UTC).date().isoformat()})"
+        f"{cpu_info().describe()}, {gpu}, Python {platform.python_version()}, torch {torch.__version__} "
+        f"({datetime.now(UTC).date().isoformat()})"
     )
 
 

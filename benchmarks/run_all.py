@@ -1,5 +1,5 @@
 """`make bench`: every benchmark in one run, written to benchmarks/results.md with the machine and date.
-Order matters: bench_predict reuses the SCL adapter that bench_scl trains."""
+Order matters: bench_predict and bench_inference reuse the SCL adapter that bench_scl trains."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from pathlib import Path
 
 import bench_data
 import bench_eval
+import bench_inference
+import bench_precision
 import bench_predict
 import bench_scl
 from common import machine
@@ -20,7 +22,14 @@ RESULTS = Path(__file__).with_name("results.md")
 
 def main() -> None:
     started = time.perf_counter()
-    sections = [bench_data.run(), bench_eval.run(), bench_scl.run()[0], bench_predict.run()]
+    sections = [
+        bench_precision.run(),
+        bench_data.run(),
+        bench_eval.run(),
+        bench_scl.run()[0],
+        bench_predict.run(),
+        bench_inference.run(),
+    ]
     minutes = (time.perf_counter() - started) / 60
     text = "\n\n".join(
         [
