@@ -12,7 +12,8 @@ from common import RUNS, table, timed
 
 from sclcoder.data.demo import ensure_demo, read_demo
 from sclcoder.data.documents import Document, Evidence
-from sclcoder.eval.evaluate import Gold, evaluate
+from sclcoder.eval.evaluate import evaluate
+from sclcoder.eval.gold import Gold
 from sclcoder.eval.metrics import Prediction
 
 MDACE_TEST_ADMISSIONS = 60  # lines of MDace-ev-test.csv (Inpatient)

@@ -45,7 +45,8 @@ def run_demo(
     from sclcoder.backbones import resolve_model
     from sclcoder.data.demo import ensure_demo, read_demo
     from sclcoder.data.documents import write_documents
-    from sclcoder.eval.evaluate import evaluate, gold_demo, load_predictions, write_report
+    from sclcoder.eval.evaluate import evaluate, write_report
+    from sclcoder.eval.gold import gold_demo, load_predictions
     from sclcoder.eval.report import build_report
     from sclcoder.infer.predict import predict
     from sclcoder.recipe import load_recipe

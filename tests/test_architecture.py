@@ -55,11 +55,11 @@ def modules() -> dict[str, Path]:
 
 def test_every_stage_is_a_package_with_its_modules() -> None:
     for stage, members in {
-        "data": {"codes", "documents", "readers", "windows", "align", "demo", "charts"},
+        "data": {"codes", "documents", "readers", "windows", "align", "demo", "charts", "conditions"},
         "sft": {"prompts", "answer", "examples", "teacher", "build"},
         "train": {"trainer", "plan", "callbacks"},
         "infer": {"engine", "predict", "serve"},
-        "eval": {"metrics", "faithfulness", "evaluate", "report"},
+        "eval": {"metrics", "faithfulness", "gold", "evaluate", "report"},
     }.items():
         present = {p.stem for p in (PACKAGE / stage).glob("*.py")} - {"__init__"}
         assert present == members, stage

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sclcoder.data import codes
-from sclcoder.data.charts import BY_CODE, CONDITIONS
+from sclcoder.data.conditions import BY_CODE, CONDITIONS
 from sclcoder.data.demo import demo_paths, ensure_demo, generate_demo, read_demo
 from sclcoder.data.readers import ReadReport, read_mdace
 from sclcoder.errors import SclError
@@ -106,7 +106,7 @@ def test_ensure_demo_generates_once_and_never_overwrites_a_different_corpus(tmp_
 def test_the_conditions_file_is_checked_when_loaded() -> None:
     from importlib import resources
 
-    from sclcoder.data.charts import CONDITIONS_FILE, load_conditions
+    from sclcoder.data.conditions import CONDITIONS_FILE, load_conditions
     from sclcoder.errors import SclError
 
     shipped = resources.files("sclcoder.data").joinpath(CONDITIONS_FILE).read_text("utf-8")

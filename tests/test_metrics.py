@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from sclcoder.data.documents import Document, Evidence
-from sclcoder.eval.evaluate import evaluate, gold_mdace, predictions_jsonl, predictions_mdace_dir
+from sclcoder.eval.evaluate import evaluate
+from sclcoder.eval.gold import gold_mdace, predictions_jsonl, predictions_mdace_dir
 from sclcoder.eval.metrics import Prediction, code_metrics, mdace_evidence_metrics, plausibility, tokens
 
 I10, E119, J189, N390 = "I10", "E11.9", "J18.9", "N39.0"
