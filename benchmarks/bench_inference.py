@@ -6,13 +6,10 @@ compare decoding, not start-up. Uses the SCL adapter that bench_scl.py trains (m
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
-from common import RUNS, table
+from common import RUNS, in_child, table
 
 from sclcoder.device import cpu_info
 
@@ -37,22 +34,9 @@ def _probe(adapter: str, notes: str, dtype: str, out: str) -> dict[str, float]:
 def measure(dtype: str, in_process: bool, env: dict[str, str], adapter: Path, notes: Path) -> dict[str, float]:
     out = RUNS / "inference" / f"{dtype}-{int(in_process)}-{len(env)}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
-    code = (
-        "import json, bench_inference as b; "
-        f"print('RESULT', json.dumps(b._probe({str(adapter.resolve())!r}, {str(notes.resolve())!r}, "
-        f"{dtype!r}, {str(out.resolve())!r})))"
-    )
-    child_env = {**os.environ, **env, "VLLM_ENABLE_V1_MULTIPROCESSING": "0" if in_process else "1"}
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        env=child_env,
-        cwd=os.path.dirname(os.path.abspath(__file__)),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
-    return json.loads(line.removeprefix("RESULT "))
+    args = ", ".join(repr(str(x)) for x in (adapter.resolve(), notes.resolve(), dtype, out.resolve()))
+    switch = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0" if in_process else "1"}
+    return in_child(f"bench_inference._probe({args})", {**env, **switch})
 
 
 def run(adapter_dir: Path = RUNS / "scl" / "run", notes: Path = RUNS / "scl" / "test-notes.jsonl") -> str:

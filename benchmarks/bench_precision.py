@@ -6,12 +6,9 @@ achieved FLOP/s against a nominal fp32 peak, and what `auto` precision chooses i
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
 
-from common import table
+from common import in_child, table
 
 from sclcoder.device import cpu_info
 
@@ -55,16 +52,7 @@ def _probe(autocast: bool, steps: int, warmup: int) -> dict[str, float | str]:
 def measure(autocast: bool, env: dict[str, str]) -> dict[str, float | str]:
     # emulated bf16 on AVX2 takes minutes a step: one untimed and one timed step show its order of magnitude
     steps, warmup = (1, 1) if autocast and env else (5, 2)
-    code = f"import json, bench_precision as b; print(json.dumps(b._probe({autocast}, {steps}, {warmup})))"
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        env={**os.environ, **env},
-        cwd=os.path.dirname(os.path.abspath(__file__)),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return in_child(f"bench_precision._probe({autocast}, {steps}, {warmup})", env)
 
 
 def nominal_peak_gflops() -> float:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 RUNS = Path(os.environ.get("SCLCODER_BENCH_DIR", "runs/bench"))
 
@@ -38,3 +42,19 @@ def timed() -> Iterator[list[float]]:
     start = time.perf_counter()
     yield box
     box.append(time.perf_counter() - start)
+
+
+def in_child(call: str, env: dict[str, str]) -> Any:
+    """Run `call` (an expression over the benchmark modules, returning JSON-able data) in a fresh interpreter
+    with `env` added: ISA caps and vLLM's process switch act only when torch and vLLM start."""
+    code = f"import json, {call.split('.')[0]}; print('RESULT', json.dumps({call}))"
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, **env},
+        cwd=Path(__file__).parent,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
+    return json.loads(line.removeprefix("RESULT "))
