@@ -1,6 +1,6 @@
 """Defaults shared by the CLI, the recipe schema and the library, each defined here once.
 
-The recipe schema (`recipe.py`) holds every training and prediction default; this module holds the few
+The recipe schema (`sclcoder/recipe/schema.py`) holds every training and prediction default; this module holds the few
 values that also appear where no recipe is loaded (CLI options, readers, the engine). It imports nothing,
 so `sclcoder --help` stays instant.
 """

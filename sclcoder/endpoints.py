@@ -23,3 +23,12 @@ def check_reachable(client: Any, base_url: str, *, what: str = "endpoint", field
         client.models.list()
     except Exception as exc:
         raise SclError(f"{what} {base_url} is not reachable ({type(exc).__name__}: {exc})", field=field) from None
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now (for a server or a process group we are about to start)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]

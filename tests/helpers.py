@@ -3,10 +3,11 @@ stay in conftest.py; this module imports no test module, so nothing imports in a
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import yaml
+
+from sclcoder.endpoints import free_port  # noqa: F401  (tests import it from here)
 
 # The session demo corpus; recipes that point at it must say so, or ensure_demo refuses the mismatch.
 DEMO_CHARTS, DEMO_SEED = 80, 7
@@ -24,12 +25,6 @@ def processes_with(marker: str) -> list[int]:
             except OSError:
                 continue
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def write_recipe(tmp_path: Path, model: Path, corpus: Path, **data_overrides) -> Path:

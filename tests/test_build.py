@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -10,7 +11,6 @@ import pytest
 from sclcoder.artifacts import open_dataset
 from sclcoder.backbones import load_tokenizer
 from sclcoder.data.demo import read_demo
-from sclcoder.data.windows import split_windows
 from sclcoder.errors import SclError
 from sclcoder.recipe import load_recipe
 from sclcoder.sft import build as build_mod
@@ -90,29 +90,37 @@ def test_negatives_are_empty_and_evidence_free(built, demo_corpus) -> None:
         assert not [ev for ev in doc.evidence if ev.begin < row["end"] and ev.end > row["begin"]]
 
 
-def test_prompt_is_what_the_predict_renderer_produces(built, tiny_model) -> None:
+def test_training_prompts_are_the_requests_predict_sends(built, tiny_model) -> None:
     _recipe, ds, hf = built
-    renderer = Renderer(load_tokenizer(str(tiny_model)), load_prompt(ds.record.recipe["data"]["prompt"]), "icd10cm")
+    tok = load_tokenizer(str(tiny_model))
+    renderer = Renderer(tok, load_prompt(ds.record.recipe["data"]["prompt"]), "icd10cm")
     for row in hf["train"].select(range(50)):
-        assert row["prompt"] == renderer.prompt(row["text"])
+        assert row["text"] in row["prompt"]
+        # `predict --endpoint` sends messages: the server renders them with the model's own chat template
+        served = tok.apply_chat_template(renderer.messages(row["text"]), add_generation_prompt=True, tokenize=False)
+        assert row["prompt"] == served
+        # the in-process engine is given token ids: the same ones training tokenised the prompt into
+        assert tok(row["prompt"], add_special_tokens=False)["input_ids"] == renderer.prompt_ids(row["text"])
     assert ds.record.prompt.model_dump() == load_prompt().describe()
 
 
-def test_document_examples_are_cut_like_predict_cuts_notes(built, tiny_model, demo_corpus) -> None:
+def test_document_examples_cover_each_note_in_overlapping_windows_within_budget(built, tiny_model, demo_corpus) -> None:
     recipe, _, hf = built
     docs = _docs(demo_corpus)
     tok = load_tokenizer(str(tiny_model))
-
-    def count(t: str) -> int:
-        return len(tok(t, add_special_tokens=False)["input_ids"])
-
+    budget = recipe.windows.max_tokens
+    assert recipe.windows.overlap_tokens > 0
     rows = [r for r in hf["train"] if r["kind"] == "document"]
     assert rows
     for source in {r["source"] for r in rows}:
-        got = sorted((r["begin"], r["end"]) for r in rows if r["source"] == source)
-        windows = split_windows(docs[source].text, count, recipe.windows.max_tokens, recipe.windows.overlap_tokens)
-        assert got == [(w.begin, w.end) for w in windows]
-        assert len(windows) > 1  # these demo notes are longer than 256 tokens
+        text = docs[source].text
+        cut = sorted((r["begin"], r["end"]) for r in rows if r["source"] == source)
+        assert len(cut) > 1  # these demo notes are longer than one window
+        assert cut[0][0] == 0 and cut[-1][1] == len(text)  # nothing of the note is left out
+        for (b1, e1), (b2, _) in itertools.pairwise(cut):
+            assert b1 < b2 < e1  # each window starts inside the previous one: no gap, some shared context
+        for b, e in cut:
+            assert len(tok(text[b:e], add_special_tokens=False)["input_ids"]) <= budget
 
 
 def test_synthetic_spans_widen_the_code_space(built) -> None:
@@ -132,29 +140,34 @@ def test_stats_account_every_token(built) -> None:
     assert stats["train"]["tokens"] == sum(r["prompt_tokens"] + r["completion_tokens"] for r in rows)
     for kind, k in stats["train"]["by_kind"].items():
         assert k["examples"] == sum(1 for r in rows if r["kind"] == kind)
-    ratio = stats["train"]["tokens"] / stats["document_only_sft"]["tokens"]
-    assert stats["token_cost_vs_document_sft"] == pytest.approx(ratio, abs=1e-4)
-    assert stats["codes_covered"] == len(ds.record.codes)
+    assert stats["codes_covered"] == len(ds.record.codes) == len({c for r in rows for c in r["codes"]})
 
 
-def test_mixture_shares_and_seed(tmp_path: Path, tiny_model: Path, demo_corpus: Path) -> None:
-    path = write_recipe(
-        tmp_path,
-        tiny_model,
-        demo_corpus,
-        span={"fraction": 0.25, "negative_rate": 0.0},
-        document={"fraction": 0.0},
-        synthesis={"offline_fallback": False},
+def test_mixture_shares_seed_and_cost(tmp_path: Path, tiny_model: Path, demo_corpus: Path) -> None:
+    def build(name: str, **data) -> dict:
+        recipe = load_recipe(
+            write_recipe(tmp_path, tiny_model, demo_corpus, synthesis={"offline_fallback": False}, **data)
+        )
+        return open_dataset(build_dataset(recipe, tmp_path / name).out_dir)
+
+    every_span = build("all", span={"fraction": 1.0, "negative_rate": 0.0}, document={"fraction": 0.0})
+    quarter = build("a", span={"fraction": 0.25, "negative_rate": 0.0}, document={"fraction": 0.0})
+    again = build("b", span={"fraction": 0.25, "negative_rate": 0.0}, document={"fraction": 0.0})
+    documents = build("docs", span={"fraction": 0.0, "negative_rate": 0.0}, document={"fraction": 1.0})
+
+    rows = list(quarter.load()["train"])
+    full = {(r["source"], r["begin"], r["end"]) for r in every_span.load()["train"]}
+    assert {r["kind"] for r in rows} == {"span"}
+    assert {(r["source"], r["begin"], r["end"]) for r in rows} < full  # a sample of the same span examples
+    assert abs(len(rows) - len(full) / 4) <= 1
+    assert [r["prompt"] for r in rows] == list(again.load()["train"]["prompt"])  # same seed, same sample
+    # the cost baseline is what document-only SFT on the same notes really trains on
+    doc_tokens = documents.stats["train"]["tokens"]
+    assert quarter.stats["document_only_sft"]["tokens"] == doc_tokens
+    assert quarter.stats["token_cost_vs_document_sft"] == pytest.approx(
+        quarter.stats["train"]["tokens"] / doc_tokens, abs=1e-4
     )
-    a = build_dataset(load_recipe(path), tmp_path / "a")
-    b = build_dataset(load_recipe(path), tmp_path / "b")
-    assert set(a.stats["train"]["by_kind"]) == {"span"}
-    assert a.stats["train"]["examples"] == round(0.25 * a.stats["candidates"]["span"])
-    assert list(open_dataset(a.out_dir).load()["train"]["prompt"]) == list(
-        open_dataset(b.out_dir).load()["train"]["prompt"]
-    )
-    # an SCL mixture of a quarter of the spans costs far less than document-only SFT on the same notes
-    assert a.stats["token_cost_vs_document_sft"] < 0.6
+    assert quarter.stats["token_cost_vs_document_sft"] < 0.6  # a quarter of the spans costs far less
 
 
 def test_failed_rebuild_keeps_the_old_dataset(tmp_path: Path, tiny_model: Path, demo_corpus: Path, monkeypatch) -> None:

@@ -164,9 +164,20 @@ def test_two_ranks_zero3_one_adapter_and_resume(tmp_path: Path, tiny_model: Path
     assert a and all(t.shape[0] == 8 and t.shape[1] in (256, 512) for t in a)  # hidden or intermediate size
 
 
-def test_two_ranks_zero2_and_progress_lines(tmp_path: Path, tiny_model: Path, demo_corpus: Path) -> None:
+def _accelerate(path: Path) -> list[str]:
+    """README's `accelerate launch --num_processes 8 -m sclcoder.cli train ...` with 2 processes."""
+    from tests.helpers import free_port
+
+    launcher = Path(sys.executable).with_name("accelerate")
+    return [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", str(free_port()),
+            "-m", "sclcoder.cli", "train", str(path)]  # fmt: skip
+
+
+def test_two_ranks_zero2_under_accelerate_and_progress_lines(
+    tmp_path: Path, tiny_model: Path, demo_corpus: Path
+) -> None:
     path = _deepspeed_recipe(tmp_path, tiny_model, demo_corpus, 2, max_steps=3)
-    proc = subprocess.run(_torchrun(path), env=_env(), capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(_accelerate(path), env=_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     # no terminal: a plain progress line per logging step, from the main process only
     log = " ".join(proc.stderr.split())
@@ -176,6 +187,19 @@ def test_two_ranks_zero2_and_progress_lines(tmp_path: Path, tiny_model: Path, de
     record = open_adapter(tmp_path / "zero2").record
     assert record.world_size == 2 and record.recipe["deepspeed"].endswith("zero2.json")
     assert proc.stdout.count("adapter saved to") + proc.stderr.count("adapter saved to") == 1  # rank 0 only
+
+
+def test_one_process_under_deepspeed_without_a_launcher(tmp_path: Path, tiny_model: Path, demo_corpus: Path) -> None:
+    # plain `sclcoder train` with a DeepSpeed recipe on a laptop: DeepSpeed must not go looking for MPI
+    path = _deepspeed_recipe(tmp_path, tiny_model, demo_corpus, 2, max_steps=1)
+    env = {k: v for k, v in _env().items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "sclcoder.cli", "train", str(path)], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "mpi" not in proc.stderr.lower()
+    record = open_adapter(tmp_path / "zero2").record
+    assert record.world_size == 1 and record.recipe["deepspeed"].endswith("zero2.json")
 
 
 def test_a_checkpoint_cut_by_a_kill_is_not_resumed_from(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
-"""The synthetic chart writer behind the demo corpus: one admission's conditions sampled by prevalence from
-the conditions table (sclcoder.data.conditions), and its discharge summary written section by section with
-the offsets of every annotated mention and every negated (uncoded) one.
+"""The synthetic chart writer behind the demo corpus: one admission (sampled first, in
+sclcoder.data.patients) put into words as a discharge summary, section by section, with the offsets of
+every annotated mention and every negated (uncoded) one.
 
 Every random draw happens in a fixed order from one `random.Random`, so a seed fixes the corpus byte for
 byte; a change to that order is a change of the corpus (bump `demo.GENERATOR_VERSION`).
@@ -11,11 +11,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from sclcoder.data.conditions import BY_CODE, COMPANIONS, CONDITIONS, PREVALENCE, Condition
-
-_RANK = {code: i for i, code in enumerate(PREVALENCE)}
-_COMPANION_ONLY = set(COMPANIONS.values())
-_SPECIAL = {"Z66"} | {c.code for c in CONDITIONS if c.group == "tobacco"}
+from sclcoder.data.conditions import BY_CODE, Condition
+from sclcoder.data.patients import Patient, sample_patient
 
 
 class _Text:
@@ -67,27 +64,6 @@ def _cap(s: str) -> str:
     return s[:1].upper() + s[1:] if s[:1].islower() else s
 
 
-def _slots(rng: random.Random) -> dict[str, object]:
-    return {
-        "a1c": round(rng.uniform(6.2, 9.8), 1),
-        "cr": round(rng.uniform(1.3, 3.4), 1),
-        "hr": rng.choice([70, 80, 90]),
-        "score": rng.randint(2, 6),
-        "kg": rng.randint(58, 110),
-        "tsh": round(rng.uniform(0.8, 6.5), 1),
-        "bmi": rng.randint(31, 44),
-        "vitd": rng.randint(8, 19),
-        "hgb": round(rng.uniform(8.1, 10.9), 1),
-        "lact": round(rng.uniform(2.1, 5.0), 1),
-        "na": rng.randint(121, 129),
-        "na2": rng.randint(132, 136),
-        "k": round(rng.uniform(2.6, 3.2), 1),
-        "o2": rng.randint(2, 6),
-        "lipase": rng.randint(400, 3000),
-        "tmax": round(rng.uniform(38.3, 39.6), 1),
-    }
-
-
 _FIRST_NAMES = ("Brown", "Lee", "Patel", "Garcia", "Nguyen", "Smith", "Cohen", "Okafor", "Rossi", "Kim")
 _FILLER_HISTORY = (
     "s/p appendectomy",
@@ -117,80 +93,13 @@ _EXAM = (
 )
 
 
-def _weighted_sample(rng: random.Random, pool: list[Condition], k: int) -> list[Condition]:
-    """k distinct conditions, each draw weighted by 1 / prevalence rank within the pool."""
-    ranked = sorted(pool, key=lambda c: _RANK[c.code])
-    weights = [1.0 / (i + 1) for i in range(len(ranked))]
-    out = []
-    for _ in range(min(k, len(ranked))):
-        i = rng.choices(range(len(ranked)), weights=weights)[0]
-        out.append(ranked.pop(i))
-        weights.pop(i)
-    return out
-
-
 def _mention(rng: random.Random, cond: Condition) -> str:
     return rng.choice(cond.names)
 
 
-@dataclass
-class _Patient:
-    """What one chart says about one admission, sampled before any text is written."""
-
-    sex: str
-    age: int
-    acute: list[Condition]
-    chronic: list[Condition]
-    extras: list[Condition]
-    negated: list[Condition]
-    dnr: bool
-    slots: dict[str, object]
-    meds: dict[str, str]
-    year: int = 0
-    month: int = 0
-    day: int = 0
-
-    @property
-    def he(self) -> str:
-        return "he" if self.sex == "M" else "she"
-
-    @property
-    def primary(self) -> Condition:
-        return self.acute[0]
-
-
-def _patient(rng: random.Random) -> _Patient:
-    sex = rng.choice("MF")
-    age = rng.randint(38, 92)
-    acute_pool = [c for c in CONDITIONS if c.acute]
-    chronic_pool = [
-        c for c in CONDITIONS if not c.acute and c.code not in _COMPANION_ONLY | _SPECIAL and c.sex in (None, sex)
-    ]
-    acute = _weighted_sample(rng, acute_pool, rng.choice([1, 1, 1, 2, 2, 3]))
-    chronic = _weighted_sample(rng, chronic_pool, rng.randint(1, 6))
-    extras: list[Condition] = []
-    for cond in acute + chronic:
-        companion = COMPANIONS.get(cond.code)
-        if companion and rng.random() < 0.6 and BY_CODE[companion] not in extras:
-            extras.append(BY_CODE[companion])
-    tobacco = rng.random()
-    if tobacco < 0.2:
-        extras.append(BY_CODE["F17.210"])
-    elif tobacco < 0.45:
-        extras.append(BY_CODE["Z87.891"])
-    dnr = rng.random() < (0.35 if age > 80 else 0.08)
-    if dnr:
-        extras.append(BY_CODE["Z66"])
-    present = {c.code for c in acute + chronic + extras}
-    negated = rng.sample([c for c in CONDITIONS if c.negations and c.code not in present], rng.randint(1, 3))
-    slots = _slots(rng)
-    meds = {c.code: rng.choice(c.meds) for c in acute + chronic if c.meds}
-    return _Patient(sex, age, acute, chronic, extras, negated, dnr, slots, meds)
-
-
 def write_chart(rng: random.Random) -> list[ChartNote]:
     """One discharge summary (and sometimes a radiology report) with annotated spans, section by section."""
-    p = _patient(rng)
+    p = sample_patient(rng)
     t = _Text()
     for section in (_header, _present_illness, _past_history, _social_and_family, _exam_and_results):
         section(rng, t, p)
@@ -202,7 +111,7 @@ def write_chart(rng: random.Random) -> list[ChartNote]:
     return notes
 
 
-def _header(rng: random.Random, t: _Text, p: _Patient) -> None:
+def _header(rng: random.Random, t: _Text, p: Patient) -> None:
     """Dates, sex, service, allergies, attending and chief complaint."""
     p.month, p.day = rng.randint(1, 12), rng.randint(1, 20)
     p.year = rng.randint(2110, 2190)
@@ -217,7 +126,7 @@ def _header(rng: random.Random, t: _Text, p: _Patient) -> None:
     t.add(f"Chief Complaint:\n{rng.choice(p.primary.complaint)}\n\n")
 
 
-def _present_illness(rng: random.Random, t: _Text, p: _Patient) -> None:
+def _present_illness(rng: random.Random, t: _Text, p: Patient) -> None:
     """Age, a few comorbidities, the presenting story, maybe one negated condition."""
     # History of present illness: p.age, a few comorbidities, the presenting story.
     t.add("History of Present Illness:\n")
@@ -255,7 +164,7 @@ def _present_illness(rng: random.Random, t: _Text, p: _Patient) -> None:
     t.add("\n\n")
 
 
-def _past_history(rng: random.Random, t: _Text, p: _Patient) -> None:
+def _past_history(rng: random.Random, t: _Text, p: Patient) -> None:
     """Past medical history as a list, with fillers that are not codeable conditions here."""
     # Past medical history as a list, with fillers that are not codeable conditions here.
     t.add("Past Medical History:\n")
@@ -277,7 +186,7 @@ def _past_history(rng: random.Random, t: _Text, p: _Patient) -> None:
     t.add("\n")
 
 
-def _social_and_family(rng: random.Random, t: _Text, p: _Patient) -> None:
+def _social_and_family(rng: random.Random, t: _Text, p: Patient) -> None:
     """Tobacco and alcohol, living situation; family history (maybe a negated condition)."""
     t.add("Social History:\n")
     tob = next((e for e in p.extras if e.group == "tobacco"), None)
@@ -305,7 +214,7 @@ def _social_and_family(rng: random.Random, t: _Text, p: _Patient) -> None:
     t.add("\n\n")
 
 
-def _exam_and_results(rng: random.Random, t: _Text, p: _Patient) -> None:
+def _exam_and_results(rng: random.Random, t: _Text, p: Patient) -> None:
     """Vital signs, exam findings and admission labs: numbers, nothing to code."""
     t.add("Physical Exam:\n")
     t.add(
@@ -325,7 +234,7 @@ def _exam_and_results(rng: random.Random, t: _Text, p: _Patient) -> None:
     )
 
 
-def _hospital_course(rng: random.Random, t: _Text, p: _Patient) -> None:
+def _hospital_course(rng: random.Random, t: _Text, p: Patient) -> None:
     """Problem-based: acute problems first, negated ones, then chronic issues and companions."""
     # Hospital course: problem-based, p.acute first, then p.chronic issues.
     t.add(rng.choice(["Brief Hospital Course:\n", "Hospital Course:\n"]))
@@ -359,7 +268,7 @@ def _hospital_course(rng: random.Random, t: _Text, p: _Patient) -> None:
     t.add("\n")
 
 
-def _medications(rng: random.Random, t: _Text, p: _Patient) -> None:
+def _medications(rng: random.Random, t: _Text, p: Patient) -> None:
     """Home and discharge medications, and the disposition."""
     t.add("Medications on Admission:\n")
     home = [m for c, m in p.meds.items() if not BY_CODE[c].acute]
@@ -371,7 +280,7 @@ def _medications(rng: random.Random, t: _Text, p: _Patient) -> None:
     t.add(f"\nDischarge Disposition:\n{rng.choice(['Home', 'Home With Service', 'Extended Care'])}\n\n")
 
 
-def _discharge(rng: random.Random, t: _Text, p: _Patient) -> None:
+def _discharge(rng: random.Random, t: _Text, p: Patient) -> None:
     """Discharge diagnoses, condition, code status and follow-up."""
     t.add("Discharge Diagnosis:\n")
     t.add(rng.choice(["Primary: ", "Primary diagnosis:\n", "PRIMARY: "]))
@@ -398,7 +307,7 @@ def _discharge(rng: random.Random, t: _Text, p: _Patient) -> None:
     )
 
 
-def _radiology(rng: random.Random, p: _Patient) -> ChartNote:
+def _radiology(rng: random.Random, p: Patient) -> ChartNote:
     """A chest X-ray report; pneumonia, when present, is quoted in its impression."""
     r = _Text()
     r.add(

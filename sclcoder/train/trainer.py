@@ -117,8 +117,16 @@ def init_process_group(recipe: Recipe) -> None:
     """Several processes (torchrun, accelerate launch, the deepspeed launcher) on CPU: the process group must
     exist on gloo before anything else asks for one. Under DeepSpeed, DeepSpeed must create it or ranks
     disagree on the batch size; and Accelerate, asked first, would see one process per rank. On GPUs, and
-    for one process, the launchers and TRL set everything up themselves."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or has_gpu():
+    for one process without DeepSpeed, the launchers and TRL set everything up themselves."""
+    if has_gpu():
+        return
+    if recipe.deepspeed and "RANK" not in os.environ:
+        # one process without a launcher: DeepSpeed would look for MPI to learn its rank; tell it instead
+        from sclcoder.endpoints import free_port
+
+        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", str(free_port()))
+    elif int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return
     if recipe.deepspeed:
         import deepspeed

@@ -1,22 +1,16 @@
-"""The recipe: one validated schema for a whole run, with every default in this file.
+"""The recipe schema: every section of a run, validated, with every default in this file.
 
-A recipe is YAML with the sections `model`, `quantization`, `lora`, `windows`, `data`, `train`,
-`deepspeed` and `predict`. Unknown keys are errors that name the key's path and suggest the closest
-valid key. A recipe may `inherit:` another (deep-merged, this file wins), and a run may override single
-values from the command line (`--set train.max_steps=20`). Paths are taken as given, relative to the
-working directory; prompt templates and DeepSpeed configs fall back to the copies shipped with
-sclcoder.
+A recipe has the sections `model`, `quantization`, `lora`, `windows`, `data`, `train`, `deepspeed` and
+`predict`; every section forbids unknown keys. Paths are taken as given, relative to the working
+directory; prompt templates and DeepSpeed configs fall back to the copies shipped with sclcoder. How a
+YAML file becomes a `Recipe` (inheritance, `--set`, error messages) is in sclcoder.recipe.loading.
 """
 
 from __future__ import annotations
 
-import difflib
 import json
-from os import PathLike
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sclcoder import defaults
@@ -184,6 +178,11 @@ class SynthesisSection(Section):
     """Where teacher answers are cached by request (default: <sclcoder cache>/teacher)."""
 
 
+def first_error(exc: ValidationError) -> Any:
+    # An unknown key usually explains the other errors (a misspelt required key is also "missing").
+    return sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
+
+
 class DataSection(Section):
     train: list[Source] = Field(min_length=1)
     validation: list[Source] = []
@@ -217,7 +216,7 @@ class DataSection(Section):
             try:
                 out.append(_SOURCE_KINDS[kind].model_validate(item))
             except ValidationError as exc:
-                err = _first_error(exc)
+                err = first_error(exc)
                 where = ".".join(str(x) for x in err["loc"])
                 problem = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
                 raise ValueError(f"item {i}: {where}: {problem}") from None
@@ -294,6 +293,17 @@ class PredictSection(Section):
     are several times slower than plain weights (measured: 8.5 vs 49 tok/s), and uses LoRA on GPUs."""
 
 
+def load_deepspeed_config(path: str) -> dict[str, Any]:
+    p = require_file(resource_path(path), "DeepSpeed config")
+    try:
+        config = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise SclError(f"DeepSpeed config does not parse: {exc.msg}", path=p, line=exc.lineno) from None
+    if not isinstance(config, dict):
+        raise SclError("a DeepSpeed config is a JSON object", path=p)
+    return config
+
+
 class Recipe(Section):
     name: str | None = None
     description: str | None = None
@@ -311,160 +321,3 @@ class Recipe(Section):
         if self.deepspeed is None:
             return None
         return load_deepspeed_config(self.deepspeed)
-
-
-# --------------------------------------------------------------------------------------------- loading
-
-
-def load_deepspeed_config(path: str) -> dict[str, Any]:
-    p = require_file(resource_path(path), "DeepSpeed config")
-    try:
-        config = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise SclError(f"DeepSpeed config does not parse: {exc.msg}", path=p, line=exc.lineno) from None
-    if not isinstance(config, dict):
-        raise SclError("a DeepSpeed config is a JSON object", path=p)
-    return config
-
-
-def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in top.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    p = require_file(path, "recipe")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise SclError(
-            f"not valid YAML: {getattr(exc, 'problem', exc)}", path=p, line=mark.line + 1 if mark else None
-        ) from None
-    if not isinstance(data, dict):
-        raise SclError("a recipe is a YAML mapping", path=p)
-    parent = data.pop("inherit", None)
-    if parent is None:
-        return data
-    parent_path = Path(parent) if Path(parent).is_absolute() else p.parent / parent
-    if parent_path.resolve() in seen:
-        raise SclError("recipes inherit from each other in a loop", path=p, field="inherit")
-    return _deep_merge(_read_yaml(parent_path, (*seen, p.resolve())), data)
-
-
-def _apply_override(data: dict[str, Any], assignment: str) -> None:
-    key, sep, raw = assignment.partition("=")
-    if not sep or not key.strip():
-        raise SclError(f"--set expects KEY=VALUE, got {assignment!r}")
-    parts = key.strip().split(".")
-    node = data
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise SclError(f"cannot set {key}: {part} is not a section", field=key)
-    node[parts[-1]] = yaml.safe_load(raw)
-
-
-def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    """The pydantic model that owns the last element of an error location."""
-    model: Any = Recipe
-    for part in loc[:-1]:
-        if isinstance(part, int) or model is None:
-            continue
-        field = model.model_fields.get(part) if hasattr(model, "model_fields") else None
-        if field is None:
-            return None
-        ann = field.annotation
-        candidates = [ann, *getattr(ann, "__args__", ())]
-        nxt = None
-        for cand in candidates:
-            for sub in (cand, *getattr(cand, "__args__", ())):
-                if isinstance(sub, type) and issubclass(sub, BaseModel):
-                    nxt = sub
-                    break
-            if nxt:
-                break
-        model = nxt
-    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
-
-
-def _first_error(exc: ValidationError) -> Any:
-    # An unknown key usually explains the other errors (a misspelt required key is also "missing").
-    return sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
-
-
-# Names other fine-tuning tools use for our keys (axolotl, LLaMA-Factory, HF), which plain string similarity
-# misses ("rank" is not close to "r").
-_ALIASES = {
-    "rank": "r",
-    "lora_r": "r",
-    "lora_rank": "r",
-    "alpha": "lora_alpha",
-    "dropout": "lora_dropout",
-    "lora_target": "target_modules",
-    "lr": "learning_rate",
-    "epochs": "num_train_epochs",
-    "num_epochs": "num_train_epochs",
-    "batch_size": "per_device_train_batch_size",
-    "micro_batch_size": "per_device_train_batch_size",
-    "sequence_len": "max_length",
-    "max_seq_length": "max_length",
-    "cutoff_len": "max_length",
-    "base_model": "model_name_or_path",
-    "model_name": "model_name_or_path",
-}
-
-
-def _suggest(key: str, valid: list[str]) -> str | None:
-    alias = _ALIASES.get(key.lower())
-    if alias in valid:
-        return alias
-    close = difflib.get_close_matches(key, valid, n=1)
-    return close[0] if close else None
-
-
-def _explain(exc: ValidationError, path: Path) -> SclError:
-    err = _first_error(exc)
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.endswith("Source")))
-    dotted = ".".join(str(p) for p in loc)
-    if err["type"] == "extra_forbidden":
-        owner = _model_at(loc)
-        valid = sorted(owner.model_fields) if owner else []
-        close = _suggest(str(loc[-1]), valid)
-        hint = f"did you mean '{close}'?" if close else (f"valid keys: {', '.join(valid)}" if valid else None)
-        return SclError("unknown key", path=path, field=dotted, hint=hint)
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "missing":
-        msg = "required key missing"
-    elif "input" in err and not isinstance(err["input"], (dict, list)):
-        msg = f"{msg} (got {err['input']!r})"
-    extra = f" ({len(exc.errors()) - 1} more problem(s) after this one)" if len(exc.errors()) > 1 else ""
-    return SclError(msg + extra, path=path, field=dotted or None)
-
-
-def load_recipe(path: str | PathLike[str], overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
-    """Read, compose, override and validate a recipe; every mistake is one SclError naming the key."""
-    p = Path(path)
-    data = _read_yaml(p)
-    for assignment in overrides:
-        _apply_override(data, assignment)
-    try:
-        recipe = Recipe.model_validate(data)
-    except ValidationError as exc:
-        raise _explain(exc, p) from None
-    if recipe.deepspeed is not None:
-        try:
-            recipe.deepspeed_config()
-        except SclError as exc:
-            raise exc.at(field="deepspeed") from None
-    return recipe
-
-
-def recipe_dict(recipe: Recipe) -> dict[str, Any]:
-    """The fully resolved recipe (defaults filled in), as saved with datasets and adapters."""
-    return recipe.model_dump(mode="json")

@@ -1,0 +1,81 @@
+"""The `sclcoder` application object and what every command group shares: the error boundary, the
+global options, and the recipe arguments."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from typer.core import TyperGroup
+
+from sclcoder import __version__
+from sclcoder.errors import SclError
+
+
+class _Group(TyperGroup):
+    """Turns user mistakes (SclError) into one red line and exit code 2, without a traceback."""
+
+    def invoke(self, ctx):  # type: ignore[no-untyped-def]
+        try:
+            return super().invoke(ctx)
+        except SclError as exc:
+            from sclcoder.progress import console
+
+            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+
+app = typer.Typer(
+    cls=_Group,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    help="Evidence-based ICD coding with LLMs: build span-centric datasets, fine-tune, predict codes with "
+    "auditable evidence, and evaluate codes and rationales.",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"sclcoder {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
+) -> None:
+    from rich.logging import RichHandler
+
+    from sclcoder.progress import console
+
+    # bitsandbytes warns at import about optional CPU kernels it does not need here
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False, show_time=False)],
+        force=True,
+    )
+
+
+def print_written(what: str, n: int, out: Path, report: dict | None = None, skipped: int = 0) -> None:
+    from sclcoder.progress import console
+
+    console.print(f"wrote {n} {what} to [bold]{out}[/]")
+    if report:
+        for reason, count in sorted(report.get("dropped", {}).items()):
+            console.print(f"  dropped {count} {reason}")
+    if skipped:
+        console.print(f"  [yellow]skipped {skipped} invalid input item(s) (--skip-invalid)[/]")
+
+
+RecipeArg = Annotated[Path, typer.Argument(help="Recipe YAML, e.g. recipes/smollm2_cpu.yaml.")]
+SetOpt = Annotated[
+    list[str] | None, typer.Option("--set", help="Override one recipe value, e.g. --set train.max_steps=20.")
+]

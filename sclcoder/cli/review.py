@@ -1,0 +1,111 @@
+"""`sclcoder eval` (codes and evidence against a gold standard) and `sclcoder report` (the HTML audit view)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sclcoder import defaults
+from sclcoder.cli.app import app
+from sclcoder.errors import SclError
+
+
+class Benchmark(StrEnum):
+    mdace = "mdace"
+    rdiv10 = "rdiv10"
+    demo = "demo"
+    jsonl = "jsonl"
+
+
+@app.command("eval")
+def eval_cmd(
+    benchmark: Annotated[
+        Benchmark | None, typer.Option(help="Gold standard; default jsonl when --gold is given.")
+    ] = None,
+    gold: Annotated[Path | None, typer.Option(help="Gold generic evidence JSONL (rdiv10, jsonl).")] = None,
+    predictions: Annotated[
+        Path | None, typer.Option(help="Our predictions JSONL, or an MDACE-layout prediction directory.")
+    ] = None,
+    adapter: Annotated[
+        Path | None, typer.Option(help="Run `predict` with this adapter first (and know its codes).")
+    ] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Report directory.")] = Path("runs/eval"),
+    mdace_dir: Annotated[Path | None, typer.Option(help="MDACE checkout (data/ and splits/).")] = None,
+    noteevents: Annotated[Path | None, typer.Option(help="MIMIC-III NOTEEVENTS.csv (mdace).")] = None,
+    split: Annotated[str, typer.Option(help="MDACE split name or file.")] = defaults.MDACE_TEST_SPLIT,
+    icd: Annotated[int, typer.Option(help="MDACE code version, 10 or 9.")] = 10,
+    setting: Annotated[str, typer.Option(help="MDACE setting: Inpatient or Profee.")] = "Inpatient",
+    all_codeable: Annotated[bool, typer.Option(help="MDACE: discharge, radiology and physician notes.")] = False,
+    with_procedures: Annotated[bool, typer.Option(help="Score procedure codes too.")] = False,
+    trim: Annotated[
+        bool, typer.Option(help="Trim punctuation/whitespace at span ends (gold and predictions).")
+    ] = False,
+    merge_adjacent: Annotated[
+        bool, typer.Option(help="Merge adjacent same-code spans (gold and predictions).")
+    ] = False,
+    corpus: Annotated[Path, typer.Option(help="Demo corpus directory (demo).")] = Path(defaults.DEMO_CORPUS),
+    faithfulness: Annotated[
+        bool, typer.Option(help="Also score sufficiency/comprehensiveness (needs --adapter).")
+    ] = False,
+    faithfulness_pairs: Annotated[int, typer.Option(help="At most this many (note, code) pairs.")] = 200,
+) -> None:
+    """Score codes (micro/macro), MDACE evidence metrics, plausibility (and faithfulness) into a report."""
+    from sclcoder.eval.evaluate import run_eval
+
+    kind = benchmark or (Benchmark.jsonl if gold else None)
+    if kind is None:
+        raise SclError("give --benchmark (mdace, rdiv10, demo) or --gold GOLD.jsonl")
+    report = run_eval(
+        kind.value,
+        gold=gold,
+        predictions=predictions,
+        adapter=adapter,
+        output=output,
+        mdace_dir=mdace_dir,
+        noteevents=noteevents,
+        split=split,
+        icd=icd,
+        setting=setting,
+        all_codeable=all_codeable,
+        with_procedures=with_procedures,
+        trim=trim,
+        merge_adjacent=merge_adjacent,
+        corpus=corpus,
+        faithfulness=faithfulness,
+        faithfulness_pairs=faithfulness_pairs,
+    )
+    _report_table(report, output)
+
+
+def _report_table(report: dict, output: Path) -> None:
+    from rich.table import Table
+
+    from sclcoder.eval.evaluate import headline
+    from sclcoder.progress import console
+
+    table = Table(title=f"{report['benchmark']}: {report['gold']['notes']} notes", show_header=False)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    for key, value in headline(report):
+        table.add_row(key, value)
+    console.print(table)
+    console.print(f"report: [bold]{output}/report.json[/], report.md, per_code.csv")
+
+
+@app.command("report")
+def report_cmd(
+    predictions: Annotated[Path, typer.Argument(help="Predictions JSONL written by `sclcoder predict`.")],
+    notes: Annotated[Path, typer.Option(help="The notes JSONL that was predicted (for the text).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="HTML file to write.")] = Path("report.html"),
+    gold: Annotated[Path | None, typer.Option(help="Gold JSONL: mark correct, spurious and missed codes.")] = None,
+    code_system: Annotated[str, typer.Option(help="Code system of the notes.")] = defaults.CODE_SYSTEM,
+) -> None:
+    """Write a self-contained HTML audit view: each note's text with every code's evidence highlighted."""
+    from sclcoder.eval.report import build_report
+    from sclcoder.progress import console
+
+    out = build_report(predictions, notes, output, gold=gold, code_system=code_system)
+    console.print(f"audit view written to [bold]{out}[/] (one file, opens offline in any browser)")

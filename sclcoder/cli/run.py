@@ -1,0 +1,171 @@
+"""The run commands: prepare a backbone, train, predict, serve, and the whole demo end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sclcoder import defaults
+from sclcoder.cli.app import RecipeArg, SetOpt, app
+from sclcoder.errors import SclError
+
+model_app = typer.Typer(no_args_is_help=True, help="Base models: prepare the embedded backbone offline.")
+app.add_typer(model_app, name="model")
+
+
+@model_app.command("prepare")
+def model_prepare(
+    name: Annotated[str, typer.Argument(help="Embedded backbone name, e.g. smollm2-135m.")] = "smollm2-135m",
+    force: Annotated[bool, typer.Option(help="Prepare again even if the cache has it.")] = False,
+) -> None:
+    """Dequantise an embedded backbone (shipped as GGUF in a Python package) into a model folder."""
+    from sclcoder.backbones import prepare_embedded
+    from sclcoder.progress import console
+
+    console.print(f"{name} ready at [bold]{prepare_embedded(name, force=force)}[/]")
+
+
+@app.command("train")
+def train_cmd(
+    recipe: RecipeArg,
+    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint in train.output_dir.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Train again over a finished run.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option(help="Validate and print the plan (parameters, tokens, steps, memory); no weights.")
+    ] = False,
+    devices: Annotated[
+        int | None, typer.Option(help="Devices to plan for with --dry-run (default: WORLD_SIZE).")
+    ] = None,
+    for_device: Annotated[
+        str, typer.Option(help="Device kind --dry-run plans precision and memory for: here, cuda or cpu.")
+    ] = "here",
+    set_: SetOpt = None,
+    local_rank: Annotated[int | None, typer.Option("--local_rank", "--local-rank", hidden=True)] = None,
+) -> None:
+    """Fine-tune with LoRA/QLoRA (TRL + PEFT), optionally under DeepSpeed; saves the adapter and its metadata."""
+    from sclcoder.recipe import load_recipe
+
+    loaded = load_recipe(recipe, set_ or [])
+    if dry_run:
+        from sclcoder.train.plan import plan_training, print_plan
+
+        print_plan(plan_training(loaded, devices=devices, for_device=for_device))
+        return
+    from sclcoder.progress import console
+    from sclcoder.train.trainer import is_main_process, train
+
+    result = train(loaded, resume=resume, overwrite=overwrite)
+    if not is_main_process():
+        return  # under a launcher, rank 0 speaks for the run
+    loss = result.metrics.get("train_loss")
+    console.print(
+        f"adapter saved to [bold]{result.adapter_dir}[/]"
+        + (f"  (train loss {loss:.4f}, {result.metrics.get('train_runtime', 0):.0f} s)" if loss is not None else "")
+    )
+
+
+@app.command("predict")
+def predict_cmd(
+    notes: Annotated[Path, typer.Argument(help='Notes JSONL: one {"id", "text"} per line (generic JSONL works).')],
+    adapter: Annotated[Path, typer.Option(help="Adapter directory written by `sclcoder train` (or its run dir).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Predictions JSONL (appended; resumable).")],
+    endpoint: Annotated[
+        str | None, typer.Option(help="OpenAI-compatible server (e.g. `sclcoder serve`) instead of in-process vLLM.")
+    ] = None,
+    endpoint_model: Annotated[str, typer.Option(help="Model name on the endpoint.")] = "adapter",
+    prompt: Annotated[Path | None, typer.Option(help="Prompt template (default: the adapter's own).")] = None,
+    allow_prompt_mismatch: Annotated[bool, typer.Option(help="Accept a prompt other than the adapter's.")] = False,
+    constrain_codes: Annotated[
+        bool | None, typer.Option(help="Constrain `code` to the adapter's training code list.")
+    ] = None,
+    drop_invalid_codes: Annotated[bool | None, typer.Option(help="Drop codes that fail validation.")] = None,
+    skip_invalid: Annotated[bool, typer.Option(help="Skip (and count) bad input lines instead of stopping.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Start the predictions file afresh.")] = False,
+    tensor_parallel_size: Annotated[int | None, typer.Option(help="GPUs per model (vLLM tensor parallelism).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N notes still to do.")] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Predict codes with verbatim evidence for each note (vLLM, JSON-schema constrained), offsets aligned."""
+    from sclcoder.artifacts import open_adapter
+    from sclcoder.infer.predict import predict
+    from sclcoder.progress import console
+    from sclcoder.recipe import PredictSection
+
+    ad = open_adapter(adapter)
+    values = dict(ad.record.recipe.get("predict", {}))
+    for flag, key in (
+        (constrain_codes, "constrain_codes"),
+        (drop_invalid_codes, "drop_invalid_codes"),
+        (tensor_parallel_size, "tensor_parallel_size"),
+    ):
+        if flag is not None:
+            values[key] = flag
+    for assignment in set_ or []:
+        key, _, raw = assignment.partition("=")
+        import yaml
+
+        values[key.removeprefix("predict.")] = yaml.safe_load(raw)
+    try:
+        settings = PredictSection.model_validate(values)
+    except Exception as exc:  # pydantic ValidationError -> one line naming the key
+        raise SclError(str(exc).splitlines()[0] + ": " + str(exc).splitlines()[1].strip(), field="predict") from None
+    report = predict(
+        notes,
+        output,
+        adapter=ad.path,
+        settings=settings,
+        endpoint=endpoint,
+        endpoint_model=endpoint_model,
+        prompt=str(prompt) if prompt else None,
+        allow_prompt_mismatch=allow_prompt_mismatch,
+        skip_invalid=skip_invalid,
+        overwrite=overwrite,
+        limit=limit,
+    )
+    if not report.written and report.already_done:
+        console.print(f"nothing left to do: all {report.already_done} notes are already in [bold]{report.output}[/]")
+        return
+    console.print(
+        f"wrote {report.written} notes to [bold]{report.output}[/] ({report.already_done} already there; "
+        f"{report.windows} windows; {report.notes_per_second:.2f} notes/s, {report.tokens_per_second:.0f} "
+        f"generated tok/s); quotes aligned: {report.quotes}"
+    )
+    if report.invalid_answers:
+        console.print(
+            f"[yellow]{report.invalid_answers} window answer(s) failed validation (see each note's errors)[/]"
+        )
+    if report.skipped_input:
+        console.print(f"[yellow]skipped {report.skipped_input} invalid input line(s)[/]")
+
+
+@app.command("serve")
+def serve_cmd(
+    adapter: Annotated[Path, typer.Option(help="Adapter directory written by `sclcoder train`.")],
+    host: Annotated[str, typer.Option(help="Interface to bind; loopback unless you mean otherwise.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    name: Annotated[str, typer.Option(help="Model name clients ask for.")] = "adapter",
+    tensor_parallel_size: Annotated[int, typer.Option(help="GPUs per model (vLLM tensor parallelism).")] = 1,
+    max_model_len: Annotated[int | None, typer.Option(help="Context length (default: the adapter's recipe).")] = None,
+) -> None:
+    """Start vLLM's OpenAI-compatible server with the adapter loaded, and print how to call it."""
+    from sclcoder.infer.serve import serve
+
+    serve(
+        adapter, host=host, port=port, name=name, tensor_parallel_size=tensor_parallel_size, max_model_len=max_model_len
+    )
+
+
+@app.command("demo")
+def demo_cmd(
+    out: Annotated[Path, typer.Option("--output", "-o", help="Where every output of the run goes.")] = Path(
+        "runs/demo"
+    ),
+    seed: Annotated[int, typer.Option(help="Seed for data sampling and training.")] = defaults.DEMO_SEED,
+    set_: SetOpt = None,
+) -> None:
+    """The embedded default end to end on CPU: corpus, SmolLM2, SCL data, training, vLLM, eval, audit view."""
+    from sclcoder.pipeline import print_summary, run_demo
+
+    print_summary(run_demo(out, seed=seed, overrides=set_ or []))

@@ -1,0 +1,51 @@
+"""The recipe: one validated schema for a whole run (`schema`) and the reader that composes YAML files
+into it (`loading`)."""
+
+from sclcoder.recipe.loading import load_recipe, recipe_dict
+from sclcoder.recipe.schema import (
+    DEFAULT_PROMPT,
+    DataSection,
+    DemoSource,
+    DemoSpec,
+    DocumentSection,
+    JsonlSource,
+    LoraSection,
+    MdaceSource,
+    MdaceSpec,
+    ModelSection,
+    PredictSection,
+    QuantizationSection,
+    Recipe,
+    Source,
+    SpanSection,
+    SynthesisSection,
+    TeacherSection,
+    TrainSection,
+    WindowsSection,
+    load_deepspeed_config,
+)
+
+__all__ = [
+    "DEFAULT_PROMPT",
+    "DataSection",
+    "DemoSource",
+    "DemoSpec",
+    "DocumentSection",
+    "JsonlSource",
+    "LoraSection",
+    "MdaceSource",
+    "MdaceSpec",
+    "ModelSection",
+    "PredictSection",
+    "QuantizationSection",
+    "Recipe",
+    "Source",
+    "SpanSection",
+    "SynthesisSection",
+    "TeacherSection",
+    "TrainSection",
+    "WindowsSection",
+    "load_deepspeed_config",
+    "load_recipe",
+    "recipe_dict",
+]
