@@ -55,7 +55,18 @@ def modules() -> dict[str, Path]:
 
 def test_every_stage_is_a_package_with_its_modules() -> None:
     for stage, members in {
-        "data": {"codes", "documents", "readers", "windows", "align", "demo", "charts", "conditions", "patients"},
+        "data": {
+            "codes",
+            "documents",
+            "readers",
+            "windows",
+            "align",
+            "demo",
+            "charts",
+            "conditions",
+            "patients",
+            "mimic4",
+        },
         "sft": {"prompts", "answer", "examples", "teacher", "build"},
         "train": {"trainer", "plan", "callbacks"},
         "infer": {"engine", "predict", "serve"},

@@ -51,7 +51,10 @@ def test_convert_mdace_cli(tmp_path: Path, mdace_dir: Path, mdace_notes) -> None
         str(noteevents),
         "--split",
         str(mdace_dir / "splits/Inpatient/MDace-ev-test.csv"),
-        "--trim",
+        "--preset",
+        "paper-discharge",
+        "--newlines",
+        "keep",  # the generated text has CR LF on purpose
         "-o",
         str(out),
     ]
@@ -59,6 +62,10 @@ def test_convert_mdace_cli(tmp_path: Path, mdace_dir: Path, mdace_notes) -> None
     assert result.exit_code == 0, result.output
     docs = list(read_documents(out))
     assert docs and all(d.meta["category"] == "Discharge summary" for d in docs)
+    # the preset's trim: no kept span starts or ends with a trimmed character
+    assert all(
+        d.text[e.begin] not in " \n\t-.,/)" and d.text[e.end - 1] not in " \n\t-.,/(" for d in docs for e in d.evidence
+    )
 
 
 def test_user_errors_are_one_line_without_traceback(tmp_path: Path) -> None:

@@ -119,6 +119,9 @@ def test_procedures_are_recognised_even_when_unlisted() -> None:
     assert codes.describe("5A1935Z", "icd10pcs") == "Respiratory Ventilation, Less than 24 Consecutive Hours"
     assert codes.infer_system("96.71", [CodeSystem.ICD9CM, CodeSystem.ICD9PCS]) is CodeSystem.ICD9PCS
     assert codes.infer_system("967.1", [CodeSystem.ICD9CM, CodeSystem.ICD9PCS]) is CodeSystem.ICD9CM
+    # forms overlap: an ICD-10-PCS code is also a well-formed undotted ICD-10-CM code; the known one wins
+    assert codes.infer_system("B24BZZ4", [CodeSystem.ICD10CM, CodeSystem.ICD10PCS]) is CodeSystem.ICD10PCS
+    assert codes.infer_system("E119", [CodeSystem.ICD10CM, CodeSystem.ICD10PCS]) is CodeSystem.ICD10CM
 
 
 def test_inclusion_terms_from_package() -> None:

@@ -78,7 +78,7 @@ def test_phrasing_varies(demo_corpus: Path) -> None:
 def test_read_through_the_mdace_reader_with_splits(demo_corpus: Path) -> None:
     ann, noteevents, _ = demo_paths(demo_corpus)
     report = ReadReport()
-    all_docs = read_mdace(ann, noteevents, categories=None, report=report)
+    all_docs = read_mdace(ann, noteevents, report=report)  # the defaults: every category
     per_split = {s: read_demo(demo_corpus, split=s, all_categories=True) for s in ("train", "val", "test")}
     assert sum(len(v) for v in per_split.values()) == len(all_docs)
     hadm = [{d.meta["hadm_id"] for d in v} for v in per_split.values()]

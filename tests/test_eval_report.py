@@ -100,7 +100,10 @@ def test_eval_mdace_baseline_from_the_command_line(tmp_path: Path, mdace_dir: Pa
             str(noteevents),
             "--icd",
             "9",
-            "--with-procedures",
+            "--category",
+            "Discharge summary",
+            "--newlines",
+            "keep",
             "--predictions",
             str(mdace_dir / "predictions/supervised_attn/Inpatient/ICD-9/Discharge"),
             "-o",
@@ -114,9 +117,12 @@ def test_eval_mdace_baseline_from_the_command_line(tmp_path: Path, mdace_dir: Pa
     assert "exact span" in result.output
 
 
-def test_eval_needs_its_inputs() -> None:
+def test_eval_needs_its_inputs(monkeypatch) -> None:
+    monkeypatch.delenv("SCLCODER_MDACE_DIR", raising=False)
+    monkeypatch.delenv("MIMIC3_NOTEEVENTS", raising=False)
     result = runner.invoke(app, ["eval", "--benchmark", "mdace"])
-    assert result.exit_code == 2 and "needs --mdace-dir" in result.output
+    assert result.exit_code == 2
+    assert "--mdace-dir or SCLCODER_MDACE_DIR" in result.output and "--noteevents or MIMIC3_NOTEEVENTS" in result.output
 
 
 # ------------------------------------------------------------------------------------------ audit view

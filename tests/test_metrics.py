@@ -9,8 +9,13 @@ import pytest
 
 from sclcoder.data.documents import Document, Evidence
 from sclcoder.eval.evaluate import evaluate
-from sclcoder.eval.gold import gold_mdace, predictions_jsonl, predictions_mdace_dir
+from sclcoder.eval.gold import MdaceLocation, gold_mdace, predictions_jsonl, predictions_mdace_dir
 from sclcoder.eval.metrics import Prediction, code_metrics, mdace_evidence_metrics, plausibility, tokens
+from sclcoder.recipe import MDACE_CODEABLE, MdaceFilters
+
+# the generated note text carries CR LF on purpose: read it as it is
+KEEP = MdaceFilters(newlines="keep")
+DISCHARGE = MdaceFilters(categories=["Discharge summary"], newlines="keep")
 
 I10, E119, J189, N390 = "I10", "E11.9", "J18.9", "N39.0"
 
@@ -97,7 +102,7 @@ def test_plausibility_by_hand() -> None:
 @pytest.fixture(scope="module")
 def mdace_gold(mdace_dir, mdace_notes):
     noteevents, _ = mdace_notes
-    return gold_mdace(mdace_dir, noteevents, split="MDace-ev-test", icd=10)
+    return gold_mdace(MdaceLocation(mdace_dir, noteevents, split="MDace-ev-test", icd=10), KEEP)
 
 
 def test_predictions_equal_to_gold_score_one(mdace_gold) -> None:
@@ -129,8 +134,9 @@ def test_authors_baselines_score_end_to_end(mdace_dir, mdace_notes) -> None:
         ("supervised_attn/Inpatient/ICD-9/Codeable", True, 1144, 744),
     ]
     for sub, codeable, n_pred, n_act in cases:
-        gold = gold_mdace(mdace_dir, noteevents, icd=9, with_procedures=True, all_codeable=codeable)
-        preds, info = predictions_mdace_dir(mdace_dir / "predictions" / sub, gold, noteevents)
+        filters = MdaceFilters(categories=MDACE_CODEABLE if codeable else ["Discharge summary"], newlines="keep")
+        gold = gold_mdace(MdaceLocation(mdace_dir, noteevents, icd=9), filters)
+        preds, info = predictions_mdace_dir(mdace_dir / "predictions" / sub, gold)
         m = evaluate(gold, preds, info)["evidence_mdace"]["span_exact"]
         # the counts the MDACE authors published for these predictions (their results/*.md); TP and the
         # other metrics depend on the real note text, which never ships
@@ -139,7 +145,7 @@ def test_authors_baselines_score_end_to_end(mdace_dir, mdace_notes) -> None:
 
 def test_both_prediction_formats_give_identical_numbers(tmp_path: Path, mdace_dir, mdace_notes) -> None:
     noteevents, _ = mdace_notes
-    gold = gold_mdace(mdace_dir, noteevents, icd=9, with_procedures=True)
+    gold = gold_mdace(MdaceLocation(mdace_dir, noteevents, icd=9), DISCHARGE)
     from_dir, info = predictions_mdace_dir(mdace_dir / "predictions/supervised_attn/Inpatient/ICD-9/Discharge", gold)
     texts = {d.id: d.text for d in gold.docs}
     lines = []

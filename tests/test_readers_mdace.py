@@ -13,6 +13,11 @@ import pytest
 from sclcoder.data import codes
 from sclcoder.data.readers import ReadReport, read_mdace, read_split
 from sclcoder.errors import SclError, Skips
+from sclcoder.recipe import MdaceFilters
+
+# the generated note text carries CR LF on purpose: read it as it is
+KEEP = MdaceFilters(newlines="keep")
+DISCHARGE_DX = MdaceFilters(categories=["Discharge summary"], diagnoses_only=True, newlines="keep")
 
 
 def _raw_annotations(folder: Path, hadm_ids: set[int] | None, categories: set[str] | None, systems: set[str]):
@@ -42,7 +47,7 @@ def _raw_annotations(folder: Path, hadm_ids: set[int] | None, categories: set[st
 def test_published_totals(mdace_dir: Path, mdace_notes, setting: str, charts: int, spans: int) -> None:
     noteevents, texts = mdace_notes
     report = ReadReport()
-    docs = read_mdace(mdace_dir / "data" / setting, noteevents, categories=None, with_procedures=True, report=report)
+    docs = read_mdace(mdace_dir / "data" / setting, noteevents, filters=KEEP, report=report)
     assert report.charts == charts
     assert len({d.meta["hadm_id"] for d in docs}) == charts
     assert sum(len(d.evidence) for d in docs) == spans
@@ -63,7 +68,7 @@ def test_split_counts_match_raw_json(mdace_dir: Path, mdace_notes, setting: str,
     split_file = mdace_dir / "splits" / kind / f"{split}.csv"
     hadm = read_split(split_file)
     diagnosis = "ICD-10-CM" if "ICD-10" in setting else "ICD-9-CM"
-    docs = read_mdace(mdace_dir / "data" / setting, noteevents, split=split_file)  # discharge, diagnoses only
+    docs = read_mdace(mdace_dir / "data" / setting, noteevents, split=split_file, filters=DISCHARGE_DX)
     notes, rows = _raw_annotations(mdace_dir / "data" / setting / "1.0", hadm, {"Discharge summary"}, {diagnosis})
     assert notes and {int(d.id) for d in docs} == notes
     assert sum(len(d.evidence) for d in docs) == rows
@@ -73,7 +78,7 @@ def test_split_counts_match_raw_json(mdace_dir: Path, mdace_notes, setting: str,
 
 def test_codes_are_normalised_and_known(mdace_dir: Path, mdace_notes) -> None:
     noteevents, _ = mdace_notes
-    docs = read_mdace(mdace_dir / "data/Inpatient/ICD-9", noteevents, categories=None, with_procedures=True)
+    docs = read_mdace(mdace_dir / "data/Inpatient/ICD-9", noteevents, filters=KEEP)
     systems = Counter(d.system_of(c).value for d in docs for c in d.codes)
     assert set(systems) == {"icd9cm", "icd9pcs"}
     for doc in docs:
@@ -86,10 +91,10 @@ def test_procedures_and_categories_are_options(mdace_dir: Path, mdace_notes) -> 
     noteevents, _ = mdace_notes
     folder = mdace_dir / "data/Inpatient/ICD-10"
     report = ReadReport()
-    dx_only = read_mdace(folder, noteevents, categories=None, report=report)
+    dx_only = read_mdace(folder, noteevents, filters=KEEP.model_copy(update={"diagnoses_only": True}), report=report)
     assert report.dropped["ICD-10-PCS procedure annotations"] == 272
     assert all(d.system_of(c).value == "icd10cm" for d in dx_only for c in d.codes)
-    radiology = read_mdace(folder, noteevents, categories=["Radiology"])
+    radiology = read_mdace(folder, noteevents, filters=MdaceFilters(categories=["Radiology"], newlines="keep"))
     assert radiology and all(d.meta["category"] == "Radiology" for d in radiology)
 
 
@@ -98,10 +103,14 @@ def test_clean_ups_follow_the_authors_order(mdace_dir: Path, mdace_notes) -> Non
     folder = mdace_dir / "data/Inpatient/ICD-9"
     test = mdace_dir / "splits/Inpatient/MDace-ev-test.csv"
     cats = ["Discharge summary", "Radiology", "Physician"]
-    plain = read_mdace(folder, noteevents, split=test, categories=cats, with_procedures=True)
-    merged = read_mdace(folder, noteevents, split=test, categories=cats, with_procedures=True, merge_adjacent=True)
+    plain = read_mdace(folder, noteevents, split=test, filters=MdaceFilters(categories=cats, newlines="keep"))
+    merged = read_mdace(
+        folder, noteevents, split=test, filters=MdaceFilters(categories=cats, newlines="keep", merge_adjacent=True)
+    )
     assert sum(len(d.evidence) for d in merged) < sum(len(d.evidence) for d in plain)
-    trimmed = read_mdace(folder, noteevents, split=test, categories=cats, with_procedures=True, trim=True)
+    trimmed = read_mdace(
+        folder, noteevents, split=test, filters=MdaceFilters(categories=cats, newlines="keep", trim=True)
+    )
     for doc in trimmed:
         for ev in doc.evidence:
             quote = doc.quote(ev)
@@ -135,9 +144,9 @@ def test_missing_noteevents_row_names_the_note(tmp_path: Path, mdace_dir: Path, 
                 if note["note_id"] != missing_id:
                     w.writerow([note["note_id"], texts[note["note_id"]]])
     with pytest.raises(SclError, match=rf"{files[1].name}: note_id {missing_id} .* has no row in NOTEEVENTS.csv"):
-        read_mdace(folder, partial, categories=None)
+        read_mdace(folder, partial, filters=KEEP)
     skips, report = Skips(allowed=True), ReadReport()
-    docs = read_mdace(folder, partial, categories=None, skips=skips, report=report)
+    docs = read_mdace(folder, partial, filters=KEEP, skips=skips, report=report)
     assert skips.count == 1 and report.dropped["notes missing from NOTEEVENTS.csv"] == 1
     assert missing_id not in {int(d.id) for d in docs}
 
@@ -153,7 +162,7 @@ def test_offset_past_text_names_file_and_annotation(tmp_path: Path, mdace_dir: P
         match=rf"{files[0].name}: field 'notes\[note_id={note['note_id']}\]\.annotations\[2\]': "
         r"offsets .* fall outside",
     ):
-        read_mdace(folder, noteevents, categories=None)
+        read_mdace(folder, noteevents, filters=KEEP)
 
 
 def test_unknown_code_names_the_field(tmp_path: Path, mdace_dir: Path, mdace_notes) -> None:
@@ -162,14 +171,14 @@ def test_unknown_code_names_the_field(tmp_path: Path, mdace_dir: Path, mdace_not
     chart["notes"][0]["annotations"][0]["code"] = "Q99.999"
     files[0].write_text(json.dumps(chart))
     with pytest.raises(SclError, match=r"annotations\[0\]\.code': unknown ICD-10-CM code 'Q99.999'"):
-        read_mdace(folder, noteevents, categories=None)
+        read_mdace(folder, noteevents, filters=KEEP)
 
 
 def test_malformed_chart_and_missing_paths(tmp_path: Path, mdace_dir: Path, mdace_notes) -> None:
     folder, noteevents, files = _small_corpus(tmp_path, mdace_dir, mdace_notes)
     files[0].write_text('{"hadm_id": 1, "notes": [')
     with pytest.raises(SclError, match=rf"{files[0].name}:1: not valid JSON"):
-        read_mdace(folder, noteevents)
+        read_mdace(folder, noteevents, filters=KEEP)
     with pytest.raises(SclError, match="MDACE annotation directory not found"):
         read_mdace(tmp_path / "nowhere", noteevents)
     files[0].unlink()

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sclcoder.data.readers import ReadReport, read_mimic4
+from sclcoder.data.mimic4 import read_mimic4
+from sclcoder.data.readers import ReadReport
 from sclcoder.errors import SclError, Skips
 
 

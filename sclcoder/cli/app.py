@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
@@ -71,6 +71,8 @@ def print_written(what: str, n: int, out: Path, report: dict | None = None, skip
     if report:
         for reason, count in sorted(report.get("dropped", {}).items()):
             console.print(f"  dropped {count} {reason}")
+        for what, count in sorted(report.get("changed", {}).items()):
+            console.print(f"  changed {count} {what}")
     if skipped:
         console.print(f"  [yellow]skipped {skipped} invalid input item(s) (--skip-invalid)[/]")
 
@@ -79,3 +81,42 @@ RecipeArg = Annotated[Path, typer.Argument(help="Recipe YAML, e.g. recipes/smoll
 SetOpt = Annotated[
     list[str] | None, typer.Option("--set", help="Override one recipe value, e.g. --set train.max_steps=20.")
 ]
+
+
+# MDACE options, shared by `data convert mdace` and `eval --benchmark mdace`; their defaults live in
+# sclcoder.recipe.MdaceFilters (the MDACE authors' scoring script), a preset names a published setting.
+PresetOpt = Annotated[
+    str,
+    typer.Option(help="MDACE setting: official (the scoring script's defaults), paper-discharge, paper-codeable."),
+]
+CategoryOpt = Annotated[
+    list[str] | None, typer.Option("--category", help="Keep notes of this category (repeatable). Default: all.")
+]
+DiagnosesOnlyOpt = Annotated[
+    bool | None, typer.Option("--diagnoses-only", help="Drop procedure codes (PCS, ICD-9 procedures, CPT).")
+]
+TrimOpt = Annotated[bool | None, typer.Option("--trim/--no-trim", help="Trim punctuation/whitespace at span ends.")]
+MergeOpt = Annotated[
+    bool | None,
+    typer.Option("--merge-adjacent/--no-merge-adjacent", help="Merge same-code spans split only by punctuation."),
+]
+NewlinesOpt = Annotated[
+    str | None,
+    typer.Option(help="official: CR LF in TEXT becomes LF, as the authors' text injection reads it; keep: exact."),
+]
+
+
+def mdace_filters(
+    preset: str, category: list[str] | None, diagnoses_only: bool | None, trim: bool | None,
+    merge_adjacent: bool | None, newlines: str | None,
+) -> Any:  # fmt: skip
+    from sclcoder.recipe import MdaceFilters
+
+    return MdaceFilters.preset(
+        preset,
+        categories=category or None,
+        diagnoses_only=diagnoses_only,
+        trim=trim,
+        merge_adjacent=merge_adjacent,
+        newlines=newlines,
+    )

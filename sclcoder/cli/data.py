@@ -8,8 +8,19 @@ from typing import Annotated
 import typer
 
 from sclcoder import defaults
-from sclcoder.cli.app import RecipeArg, SetOpt, app, print_written
-from sclcoder.errors import SclError
+from sclcoder.cli.app import (
+    CategoryOpt,
+    DiagnosesOnlyOpt,
+    MergeOpt,
+    NewlinesOpt,
+    PresetOpt,
+    RecipeArg,
+    SetOpt,
+    TrimOpt,
+    app,
+    mdace_filters,
+    print_written,
+)
 
 data_app = typer.Typer(no_args_is_help=True, help="Read, convert and build datasets.")
 convert_app = typer.Typer(
@@ -49,42 +60,24 @@ def convert_mdace(
     split: Annotated[
         Path | None, typer.Option(help="Split file with HADM ids (MDace-ev-*.csv, MDace-code-ev-*.csv).")
     ] = None,
-    category: Annotated[
-        list[str] | None,
-        typer.Option(help="Keep notes of this category (repeatable). Default: Discharge summary."),
-    ] = None,
-    all_categories: Annotated[bool, typer.Option(help="Keep every annotated note category.")] = False,
-    with_procedures: Annotated[
-        bool, typer.Option(help="Keep procedure codes (ICD-10-PCS, ICD-9 procedures, CPT).")
-    ] = False,
-    trim: Annotated[bool, typer.Option(help="Trim punctuation and whitespace at span ends.")] = False,
-    merge_adjacent: Annotated[
-        bool, typer.Option(help="Merge same-code spans separated only by punctuation/whitespace.")
-    ] = False,
+    preset: PresetOpt = "official",
+    category: CategoryOpt = None,
+    diagnoses_only: DiagnosesOnlyOpt = None,
+    trim: TrimOpt = None,
+    merge_adjacent: MergeOpt = None,
+    newlines: NewlinesOpt = None,
     skip_invalid: Annotated[
         bool, typer.Option(help="Skip (and count) notes with bad annotations instead of stopping.")
     ] = False,
 ) -> None:
     """MDACE annotations joined with the MIMIC-III note text -> generic evidence JSONL."""
     from sclcoder.data.documents import write_documents
-    from sclcoder.data.readers import DISCHARGE, ReadReport, read_mdace
+    from sclcoder.data.readers import ReadReport, read_mdace
     from sclcoder.errors import Skips
 
-    if category and all_categories:
-        raise SclError("give --category or --all-categories, not both")
-    categories = None if all_categories else (category or [DISCHARGE])
+    filters = mdace_filters(preset, category, diagnoses_only, trim, merge_adjacent, newlines)
     report, skips = ReadReport(), Skips(skip_invalid)
-    docs = read_mdace(
-        annotations,
-        noteevents,
-        split=split,
-        categories=categories,
-        with_procedures=with_procedures,
-        trim=trim,
-        merge_adjacent=merge_adjacent,
-        skips=skips,
-        report=report,
-    )
+    docs = read_mdace(annotations, noteevents, split=split, filters=filters, skips=skips, report=report)
     n = write_documents(output, docs)
     print_written("notes", n, output, report.as_dict(), skips.count)
 
@@ -103,7 +96,8 @@ def convert_mimic4(
 ) -> None:
     """MIMIC-IV discharge notes with their ICD codes (no evidence) -> generic evidence JSONL."""
     from sclcoder.data.documents import write_documents
-    from sclcoder.data.readers import ReadReport, read_mimic4, read_split
+    from sclcoder.data.mimic4 import read_mimic4
+    from sclcoder.data.readers import ReadReport, read_split
     from sclcoder.errors import Skips
 
     report, skips = ReadReport(), Skips(skip_invalid)

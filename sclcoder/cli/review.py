@@ -9,7 +9,16 @@ from typing import Annotated
 import typer
 
 from sclcoder import defaults
-from sclcoder.cli.app import app
+from sclcoder.cli.app import (
+    CategoryOpt,
+    DiagnosesOnlyOpt,
+    MergeOpt,
+    NewlinesOpt,
+    PresetOpt,
+    TrimOpt,
+    app,
+    mdace_filters,
+)
 from sclcoder.errors import SclError
 
 
@@ -33,27 +42,33 @@ def eval_cmd(
         Path | None, typer.Option(help="Run `predict` with this adapter first (and know its codes).")
     ] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Report directory.")] = Path("runs/eval"),
-    mdace_dir: Annotated[Path | None, typer.Option(help="MDACE checkout (data/ and splits/).")] = None,
-    noteevents: Annotated[Path | None, typer.Option(help="MIMIC-III NOTEEVENTS.csv (mdace).")] = None,
+    mdace_dir: Annotated[
+        Path | None, typer.Option(help="MDACE checkout (data/ and splits/); default $SCLCODER_MDACE_DIR.")
+    ] = None,
+    noteevents: Annotated[
+        Path | None, typer.Option(help="MIMIC-III NOTEEVENTS.csv (mdace); default $MIMIC3_NOTEEVENTS.")
+    ] = None,
     split: Annotated[str, typer.Option(help="MDACE split name or file.")] = defaults.MDACE_TEST_SPLIT,
     icd: Annotated[int, typer.Option(help="MDACE code version, 10 or 9.")] = 10,
     setting: Annotated[str, typer.Option(help="MDACE setting: Inpatient or Profee.")] = "Inpatient",
-    all_codeable: Annotated[bool, typer.Option(help="MDACE: discharge, radiology and physician notes.")] = False,
-    with_procedures: Annotated[bool, typer.Option(help="Score procedure codes too.")] = False,
-    trim: Annotated[
-        bool, typer.Option(help="Trim punctuation/whitespace at span ends (gold and predictions).")
-    ] = False,
-    merge_adjacent: Annotated[
-        bool, typer.Option(help="Merge adjacent same-code spans (gold and predictions).")
-    ] = False,
+    preset: PresetOpt = "official",
+    category: CategoryOpt = None,
+    diagnoses_only: DiagnosesOnlyOpt = None,
+    trim: TrimOpt = None,
+    merge_adjacent: MergeOpt = None,
+    newlines: NewlinesOpt = None,
     corpus: Annotated[Path, typer.Option(help="Demo corpus directory (demo).")] = Path(defaults.DEMO_CORPUS),
     faithfulness: Annotated[
         bool, typer.Option(help="Also score sufficiency/comprehensiveness (needs --adapter).")
     ] = False,
     faithfulness_pairs: Annotated[int, typer.Option(help="At most this many (note, code) pairs.")] = 200,
 ) -> None:
-    """Score codes (micro/macro), MDACE evidence metrics, plausibility (and faithfulness) into a report."""
+    """Score codes (micro/macro), MDACE evidence metrics, plausibility (and faithfulness) into a report.
+
+    Filters and clean-ups (--preset, --category, --trim, ...) apply to gold and predictions alike; their
+    defaults are those of the MDACE authors' scoring script."""
     from sclcoder.eval.evaluate import run_eval
+    from sclcoder.eval.gold import MdaceLocation
 
     kind = benchmark or (Benchmark.jsonl if gold else None)
     if kind is None:
@@ -64,18 +79,12 @@ def eval_cmd(
         predictions=predictions,
         adapter=adapter,
         output=output,
-        mdace_dir=mdace_dir,
-        noteevents=noteevents,
-        split=split,
-        icd=icd,
-        setting=setting,
-        all_codeable=all_codeable,
-        with_procedures=with_procedures,
-        trim=trim,
-        merge_adjacent=merge_adjacent,
+        mdace=MdaceLocation.find(mdace_dir, noteevents, split=split, icd=icd, setting=setting)
+        if kind is Benchmark.mdace
+        else None,
+        filters=mdace_filters(preset, category, diagnoses_only, trim, merge_adjacent, newlines),
         corpus=corpus,
-        faithfulness=faithfulness,
-        faithfulness_pairs=faithfulness_pairs,
+        faithfulness_pairs=faithfulness_pairs if faithfulness else None,
     )
     _report_table(report, output)
 

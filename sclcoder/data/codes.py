@@ -139,10 +139,15 @@ def undotted(code: str) -> str:
 
 
 def infer_system(code: str, candidates: tuple[CodeSystem, ...] | list[CodeSystem]) -> CodeSystem:
-    """The first candidate system in which ``code`` is well-formed (candidates in priority order)."""
-    for system in candidates:
-        if is_wellformed(code, system):
+    """The first candidate system that knows ``code``, else the first in which it is well-formed
+    (candidates in priority order). Knowing comes first because forms overlap: the ICD-10-PCS code
+    B24BZZ4 is also a well-formed, undotted ICD-10-CM code."""
+    formed = [system for system in candidates if is_wellformed(code, system)]
+    for system in formed:
+        if is_known(code, system):
             return system
+    if formed:
+        return formed[0]
     labels = ", ".join(s.label for s in candidates)
     raise CodeError(f"malformed code {code!r}: not a valid {labels} code")
 

@@ -33,6 +33,7 @@ from sclcoder.data.documents import Document
 from sclcoder.data.readers import DISCHARGE, ReadReport, read_mdace
 from sclcoder.errors import SclError
 from sclcoder.files import atomic_dir
+from sclcoder.recipe.schema import MdaceFilters
 
 SPLITS = ("train", "val", "test")
 GENERATOR_VERSION = 2  # bump when the generator changes: corpora written by another version are rebuilt
@@ -150,7 +151,7 @@ def read_demo(
         annotations,
         noteevents,
         split=splits / f"demo-{split}.csv" if split else None,
-        categories=None if all_categories else (DISCHARGE,),
+        filters=MdaceFilters(categories=None if all_categories else [DISCHARGE], newlines="keep"),
         report=report,
     )
 

@@ -222,8 +222,9 @@ _TRIM_RIGHT = _TRIM | {"("}
 _CONNECTORS = set(string.punctuation) | set(string.whitespace)
 
 
-def trim_evidence(doc: Document) -> Document:
-    """Strip punctuation and whitespace at span ends; spans that trim to nothing are dropped."""
+def trim_evidence(doc: Document, *, keep_empty: bool = False) -> Document:
+    """Strip punctuation and whitespace at span ends. A span that trims to nothing is dropped, or kept
+    with zero length where scores must match the MDACE authors' clean-up, which keeps it."""
     out = []
     for ev in doc.evidence:
         b, e = ev.begin, ev.end
@@ -231,7 +232,7 @@ def trim_evidence(doc: Document) -> Document:
             b += 1
         while e > b and doc.text[e - 1] in _TRIM_RIGHT:
             e -= 1
-        if b < e:
+        if b < e or keep_empty:
             out.append(replace(ev, begin=b, end=e))
     return replace(doc, evidence=sorted(set(out)))
 
@@ -251,10 +252,10 @@ def merge_adjacent_evidence(doc: Document) -> Document:
     return replace(doc, evidence=sorted(set(merged)))
 
 
-def clean_evidence(doc: Document, *, trim: bool, merge_adjacent: bool) -> Document:
+def clean_evidence(doc: Document, *, trim: bool, merge_adjacent: bool, keep_empty: bool = False) -> Document:
     """The MDACE clean-ups in the authors' order: merge adjacent same-code spans first, then trim."""
     if merge_adjacent:
         doc = merge_adjacent_evidence(doc)
     if trim:
-        doc = trim_evidence(doc)
+        doc = trim_evidence(doc, keep_empty=keep_empty)
     return doc

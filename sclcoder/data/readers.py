@@ -1,4 +1,5 @@
-"""Readers: MDACE (annotations + MIMIC-III NOTEEVENTS.csv), MIMIC-IV (discharge + diagnoses) -> Document.
+"""The MDACE reader (annotations + MIMIC-III NOTEEVENTS.csv) -> Document, and what the readers share (the
+read report, split files); MIMIC-IV is read by sclcoder.data.mimic4.
 
 The MIMIC text never ships with sclcoder: these readers join the user's own credentialed files.
 
@@ -12,7 +13,7 @@ MDACE facts the reader relies on (and checks):
 Annotations whose code belongs to a *different diagnosis system* than the one read (the Inpatient
 ICD-10 files carry two ICD-9-CM E-codes, E860 and E861) are dropped and counted in the report: a
 Document holds one diagnosis system. Procedure annotations (ICD-10-PCS, ICD-9 procedures, CPT) are
-dropped unless ``with_procedures`` is set.
+dropped when the filters ask for diagnoses only.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from sclcoder.data.documents import Document, Evidence, clean_evidence
 from sclcoder.errors import CodeError, SclError, Skips
 from sclcoder.files import require_dir, require_file
 from sclcoder.progress import Bar, bar
+from sclcoder.recipe.schema import MdaceFilters
 
 DISCHARGE = "Discharge summary"
 # MIMIC notes can be far longer than csv's default 128 KiB field limit.
@@ -47,6 +49,8 @@ class ReadReport:
     notes: int = 0
     evidence: int = 0
     dropped: Counter = field(default_factory=Counter)
+    changed: Counter = field(default_factory=Counter)
+    """What was kept but altered (e.g. line ends), and how often."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -54,6 +58,7 @@ class ReadReport:
             "notes": self.notes,
             "evidence": self.evidence,
             "dropped": dict(self.dropped),
+            "changed": dict(self.changed),
         }
 
 
@@ -127,7 +132,7 @@ def _infer_diagnosis_system(charts: Iterable[dict[str, Any]]) -> CodeSystem:
     return votes.most_common(1)[0][0] if votes else CodeSystem.ICD10CM
 
 
-def _counted(lines: Iterable[str], progress: Bar) -> Iterator[str]:
+def counted(lines: Iterable[str], progress: Bar) -> Iterator[str]:
     # Characters stand in for bytes: MIMIC text is nearly all ASCII and the bar is only a guide.
     for line in lines:
         progress.advance(len(line))
@@ -148,7 +153,7 @@ def stream_noteevents(
         open(p, encoding="utf-8", newline="") as fh,
         bar(f"reading {p.name}", size, unit="bytes") as progress,
     ):
-        reader = csv.DictReader(_counted(fh, progress))
+        reader = csv.DictReader(counted(fh, progress))
         header = {h.upper(): h for h in reader.fieldnames or []}
         for needed in ("ROW_ID", "TEXT"):
             if needed not in header:
@@ -201,25 +206,27 @@ def read_mdace(
     noteevents: str | PathLike[str] | None,
     *,
     split: str | PathLike[str] | set[int] | None = None,
-    categories: Iterable[str] | None = (DISCHARGE,),
-    with_procedures: bool = False,
-    trim: bool = False,
-    merge_adjacent: bool = False,
+    filters: MdaceFilters | None = None,
     code_system: str | CodeSystem | None = None,
     skips: Skips | None = None,
     report: ReadReport | None = None,
     texts: dict[int, str] | None = None,
+    keep_empty: bool = False,
 ) -> list[Document]:
     """One Document per annotated MDACE note, its text joined from NOTEEVENTS.csv.
 
-    ``categories=None`` keeps every note category. ``texts`` (ROW_ID -> text) can stand in for the
-    CSV, e.g. to read a prediction directory against notes already read. The clean-ups run in the
-    MDACE authors' order: merge adjacent spans, then trim.
+    `filters` chooses categories, codes, clean-ups and newlines (default: as the MDACE authors' scoring
+    script reads them). ``texts`` (ROW_ID -> text) can stand in for the CSV, e.g. to read a prediction
+    directory against notes already read; notes it has no text for are then passed over and counted.
+    The clean-ups run in the MDACE authors' order: merge adjacent spans, then trim; a span trimmed to
+    nothing is dropped and counted, or kept with zero length (`keep_empty`, as the authors' scoring does).
     """
     skips = skips or Skips()
     report = report if report is not None else ReadReport()
     files = mdace_annotation_files(annotations)
     hadm_ids = split if isinstance(split, set) else (read_split(split) if split is not None else None)
+    filters = filters or MdaceFilters()
+    categories = filters.categories
     wanted_categories = {c.strip().lower() for c in categories} if categories is not None else None
 
     charts: list[tuple[Path, dict[str, Any]]] = []
@@ -240,16 +247,25 @@ def read_mdace(
                 continue
             selected.append((path, chart, note))
 
+    texts_given = texts is not None
     if texts is None:
         if noteevents is None:
             raise SclError("MDACE annotations carry no note text: give the NOTEEVENTS.csv path")
         wanted = {int(note["note_id"]) for _, _, note in selected}
         texts = {row_id: row["TEXT"] for row_id, row in stream_noteevents(noteevents, wanted)}
+    carriage_returns = sum(1 for t in texts.values() if "\r" in t)
+    if carriage_returns and filters.newlines == "official":
+        # the authors' injection opens NOTEEVENTS.csv in text mode: CR LF and lone CR arrive as LF
+        texts = {k: t.replace("\r\n", "\n").replace("\r", "\n") for k, t in texts.items()}
+        report.changed["notes whose CR LF became LF (newlines: official)"] += carriage_returns
 
     docs: list[Document] = []
     for path, chart, note in selected:
         note_id = int(note["note_id"])
         text = texts.get(note_id)
+        if text is None and texts_given:
+            report.dropped["notes without a given text"] += 1  # the caller chose which notes to read
+            continue
         if text is None:
             skips.handle(
                 SclError(
@@ -276,7 +292,9 @@ def read_mdace(
             for i, ann in enumerate(note["annotations"]):
                 where = f"notes[note_id={note_id}].annotations[{i}]"
                 try:
-                    parsed = _parse_annotation(ann, system=system, with_procedures=with_procedures, report=report)
+                    parsed = _parse_annotation(
+                        ann, system=system, with_procedures=not filters.diagnoses_only, report=report
+                    )
                 except SclError as exc:
                     inner = f"{where}.{exc.field}" if exc.field else where
                     raise SclError(exc.message, path=path, field=inner, hint=exc.hint) from None
@@ -296,104 +314,12 @@ def read_mdace(
             skips.handle(exc)
             report.dropped["notes with invalid annotations"] += 1
             continue
-        doc = clean_evidence(doc, trim=trim, merge_adjacent=merge_adjacent)
+        doc = clean_evidence(doc, trim=filters.trim, merge_adjacent=filters.merge_adjacent, keep_empty=True)
+        if not keep_empty and (empty := [ev for ev in doc.evidence if ev.begin == ev.end]):
+            report.dropped["evidence spans trimmed to nothing"] += len(empty)
+            doc.evidence = [ev for ev in doc.evidence if ev.begin < ev.end]
         doc.evidence.sort()
         report.notes += 1
         report.evidence += len(doc.evidence)
         docs.append(doc)
     return docs
-
-
-# --------------------------------------------------------------------------------------------- MIMIC-IV
-
-
-def _csv_rows(
-    path: Path, required: tuple[str, ...], progress: Bar | None = None
-) -> Iterator[tuple[int, dict[str, str]]]:
-    with open(path, encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(_counted(fh, progress) if progress else fh)
-        missing = [c for c in required if c not in (reader.fieldnames or [])]
-        if missing:
-            raise SclError(f"missing column(s) {', '.join(missing)}", path=path, line=1)
-        for row in reader:
-            yield reader.line_num, row
-
-
-def read_mimic4_codes(
-    path: str | PathLike[str], system: CodeSystem, *, version: int, skips: Skips | None = None
-) -> dict[int, list[str]]:
-    """hadm_id -> normalised codes (in seq_num order) from diagnoses_icd.csv or procedures_icd.csv."""
-    skips = skips or Skips()
-    p = require_file(path, f"MIMIC-IV {'diagnoses' if system.is_diagnosis else 'procedures'} table")
-    by_hadm: dict[int, list[tuple[int, str]]] = {}
-    for lineno, row in _csv_rows(p, ("hadm_id", "icd_code", "icd_version")):
-        if row["icd_version"].strip() != str(version):
-            continue
-        try:
-            code = codes_mod.validate(row["icd_code"], system)
-            hadm = int(row["hadm_id"])
-        except CodeError as exc:
-            skips.handle(exc.at(path=p, line=lineno, field="icd_code"))
-            continue
-        except ValueError:
-            skips.handle(SclError(f"hadm_id {row['hadm_id']!r} is not an integer", path=p, line=lineno))
-            continue
-        seq = int(row.get("seq_num") or 0)
-        by_hadm.setdefault(hadm, []).append((seq, code))
-    return {h: list(dict.fromkeys(c for _, c in sorted(v))) for h, v in by_hadm.items()}
-
-
-def read_mimic4(
-    discharge: str | PathLike[str],
-    diagnoses: str | PathLike[str],
-    *,
-    version: int = 10,
-    procedures: str | PathLike[str] | None = None,
-    hadm_ids: set[int] | None = None,
-    skips: Skips | None = None,
-    report: ReadReport | None = None,
-) -> Iterator[Document]:
-    """Discharge notes (MIMIC-IV-Note ``discharge.csv``) with their ICD codes and no evidence.
-
-    MIMIC-IV codes are never dotted: they are dotted here with the version and the table they come
-    from. Notes of admissions with no code of the requested version are skipped and counted.
-    """
-    if version not in (9, 10):
-        raise SclError(f"ICD version must be 9 or 10, not {version}", field="version")
-    skips = skips or Skips()
-    report = report if report is not None else ReadReport()
-    dx_system = CodeSystem.ICD10CM if version == 10 else CodeSystem.ICD9CM
-    px_system = CodeSystem.ICD10PCS if version == 10 else CodeSystem.ICD9PCS
-    dx = read_mimic4_codes(diagnoses, dx_system, version=version, skips=skips)
-    px = read_mimic4_codes(procedures, px_system, version=version, skips=skips) if procedures else {}
-    p = require_file(discharge, "MIMIC-IV discharge.csv")
-    size = p.stat().st_size
-    with bar(f"reading {p.name}", size, unit="bytes") as progress:
-        for lineno, row in _csv_rows(p, ("note_id", "hadm_id", "text"), progress):
-            report.charts += 1
-            try:
-                hadm = int(row["hadm_id"])
-            except ValueError:
-                skips.handle(SclError(f"hadm_id {row['hadm_id']!r} is not an integer", path=p, line=lineno))
-                continue
-            if hadm_ids is not None and hadm not in hadm_ids:
-                continue
-            codes = dx.get(hadm, [])
-            if not codes:
-                report.dropped[f"notes without ICD-{version} diagnoses"] += 1
-                continue
-            doc = Document(
-                id=row["note_id"],
-                text=row["text"],
-                codes=set(codes) | set(px.get(hadm, [])),
-                code_system=dx_system,
-                meta={
-                    "source": "mimic4",
-                    "hadm_id": hadm,
-                    "subject_id": row.get("subject_id"),
-                    "note_id": row["note_id"],
-                    "category": row.get("note_type") or DISCHARGE,
-                },
-            )
-            report.notes += 1
-            yield doc

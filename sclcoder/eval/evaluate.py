@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from os import PathLike
 from pathlib import Path
@@ -13,9 +12,10 @@ from sclcoder import __version__, defaults
 from sclcoder.data import codes as codes_mod
 from sclcoder.data.codes import CodeSystem
 from sclcoder.errors import SclError
-from sclcoder.eval.gold import Gold, gold_demo, gold_jsonl, gold_mdace, load_predictions
+from sclcoder.eval.gold import Gold, MdaceLocation, gold_demo, gold_jsonl, gold_mdace, load_predictions
 from sclcoder.eval.metrics import Prediction, code_metrics, mdace_evidence_metrics, plausibility
 from sclcoder.files import read_jsonl
+from sclcoder.recipe import MdaceFilters
 
 # ---------------------------------------------------------------------------------------------- report
 
@@ -42,9 +42,14 @@ def evaluate(
             "notes": len(gold.docs),
             "codes": sum(len(d.codes) for d in gold.docs),
             "evidence_spans": sum(len(d.evidence) for d in gold.docs),
+            "evidence_spans_trimmed_to_nothing": sum(1 for d in gold.docs for e in d.evidence if e.begin == e.end),
             "distinct_codes": len({c for d in gold.docs for c in d.codes}),
         },
-        "predictions": prediction_info | {"notes": len(predictions)},
+        "predictions": prediction_info
+        | {
+            "notes": len(predictions),
+            "evidence_spans_trimmed_to_nothing": sum(1 for p in predictions for e in p.evidence if e.begin == e.end),
+        },
         "codes": code_metrics(gold.docs, predictions, seen_codes=seen_codes, describe=describe),
         "evidence_mdace": mdace_evidence_metrics(gold.docs, predictions, group=gold.group),
         "plausibility": plausibility(gold.docs, predictions),
@@ -125,12 +130,17 @@ def headline(report: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def markdown(report: dict[str, Any]) -> str:
+    g, p = report["gold"], report["predictions"]
+    settings = ", ".join(f"{k}={v}" for k, v in report["settings"].items())
     lines = [
         f"# sclcoder evaluation: {report['benchmark']}",
         "",
-        f"Gold: {report['gold']['notes']} notes, {report['gold']['codes']} codes, "
-        f"{report['gold']['evidence_spans']} evidence spans. Predictions: {report['predictions'].get('path')} "
-        f"({report['predictions']['notes']} notes).",
+        f"Settings: {settings}.",
+        "",
+        f"Gold: {g['notes']} notes, {g['codes']} codes, {g['evidence_spans']} evidence spans "
+        f"({g['evidence_spans_trimmed_to_nothing']} trimmed to nothing, kept as the MDACE script keeps them). "
+        f"Predictions: {p.get('path')} ({p['notes']} notes, {p['evidence_spans_trimmed_to_nothing']} spans "
+        "trimmed to nothing).",
         "",
         "| metric | value (%) |",
         "|---|---|",
@@ -149,7 +159,7 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {m} | {r['predicted']} | {r['actual']} | {r['tp']} | {r['fp']} | {r['fn']} | "
             f"{_pct(r['precision'])} | {_pct(r['recall'])} | {_pct(r['f1'])} |"
         )
-    lines += ["", "## Settings", "", "```json", json.dumps(report["settings"], indent=2), "```", ""]
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -160,40 +170,25 @@ def run_eval(
     predictions: str | PathLike[str] | None = None,
     adapter: str | PathLike[str] | None = None,
     output: str | PathLike[str] = "runs/eval",
-    mdace_dir: str | PathLike[str] | None = None,
-    noteevents: str | PathLike[str] | None = None,
-    split: str = defaults.MDACE_TEST_SPLIT,
-    icd: int = 10,
-    setting: str = "Inpatient",
-    all_codeable: bool = False,
-    with_procedures: bool = False,
-    trim: bool = False,
-    merge_adjacent: bool = False,
+    mdace: MdaceLocation | None = None,
+    filters: MdaceFilters | None = None,
     corpus: str | PathLike[str] = defaults.DEMO_CORPUS,
-    faithfulness: bool = False,
-    faithfulness_pairs: int = 200,
+    faithfulness_pairs: int | None = None,
 ) -> dict[str, Any]:
-    """The whole `sclcoder eval`: gold, predictions (made first with --adapter), metrics, report files."""
+    """The whole `sclcoder eval`: gold, predictions (made first with `adapter`), metrics, report files.
+    `filters` (categories, codes, clean-ups) apply to gold and predictions alike; faithfulness is scored
+    on at most `faithfulness_pairs` (note, code) pairs when given."""
+    filters = filters or MdaceFilters()
     if benchmark == "mdace":
-        if mdace_dir is None or noteevents is None:
-            raise SclError("--benchmark mdace needs --mdace-dir (the MDACE checkout) and --noteevents")
-        g = gold_mdace(
-            mdace_dir,
-            noteevents,
-            split=split,
-            icd=icd,
-            setting=setting,
-            all_codeable=all_codeable,
-            with_procedures=with_procedures,
-            trim=trim,
-            merge_adjacent=merge_adjacent,
-        )
+        if mdace is None:
+            raise SclError("--benchmark mdace needs the MDACE checkout and NOTEEVENTS.csv")
+        g = gold_mdace(mdace, filters)
     elif benchmark in ("rdiv10", "jsonl"):
         if gold is None:
             raise SclError(f"--benchmark {benchmark} needs --gold GOLD.jsonl")
-        g = gold_jsonl(gold, benchmark, trim=trim, merge_adjacent=merge_adjacent, with_procedures=with_procedures)
+        g = gold_jsonl(gold, benchmark, filters)
     elif benchmark == "demo":
-        g = gold_demo(corpus, trim=trim, merge_adjacent=merge_adjacent)
+        g = gold_demo(corpus, filters)
     else:
         raise SclError(f"unknown benchmark {benchmark!r}")
     out = Path(output)
@@ -212,9 +207,9 @@ def run_eval(
         write_documents(notes, g.docs)
         predictions = out / "predictions.jsonl"
         predict(notes, predictions, adapter=adapter, overwrite=True)
-    preds, info = load_predictions(predictions, g, noteevents)
+    preds, info = load_predictions(predictions, g)
     faith = None
-    if faithfulness:
+    if faithfulness_pairs is not None:
         if adapter is None:
             raise SclError("--faithfulness needs --adapter")
         faith = score_faithfulness(adapter, predictions, g, faithfulness_pairs)

@@ -8,6 +8,7 @@ authors' baselines and our models are scored by the same code.
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,30 +19,73 @@ from typing import Any
 from sclcoder import defaults
 from sclcoder.data.codes import CodeSystem
 from sclcoder.data.documents import Document, Evidence, clean_evidence, read_documents
-from sclcoder.data.readers import DISCHARGE, read_mdace
-from sclcoder.errors import SclError, Skips
+from sclcoder.data.readers import read_mdace
+from sclcoder.errors import SclError
 from sclcoder.eval.metrics import Prediction
 from sclcoder.files import read_jsonl
+from sclcoder.recipe import MdaceFilters
 
-CODEABLE = ("Discharge summary", "Radiology", "Physician")
-"""The MDACE authors' "all codeable notes" setting."""
+
+@dataclass(frozen=True)
+class MdaceLocation:
+    """Where the MDACE checkout and MIMIC-III notes are, and which of its gold standards is scored."""
+
+    mdace_dir: Path
+    noteevents: Path
+    split: str = defaults.MDACE_TEST_SPLIT
+    icd: int = 10
+    setting: str = "Inpatient"
+
+    @classmethod
+    def find(
+        cls, mdace_dir: str | PathLike[str] | None, noteevents: str | PathLike[str] | None, **kw: Any
+    ) -> MdaceLocation:
+        """Paths given, else from SCLCODER_MDACE_DIR and MIMIC3_NOTEEVENTS; says which one is missing."""
+        root = mdace_dir or os.environ.get("SCLCODER_MDACE_DIR")
+        notes = noteevents or os.environ.get("MIMIC3_NOTEEVENTS")
+        missing = [
+            what
+            for what, value in (
+                ("the MDACE checkout (--mdace-dir or SCLCODER_MDACE_DIR)", root),
+                ("MIMIC-III NOTEEVENTS.csv (--noteevents or MIMIC3_NOTEEVENTS)", notes),
+            )
+            if not value
+        ]
+        if missing:
+            raise SclError("--benchmark mdace needs " + " and ".join(missing))
+        if kw.get("icd") not in (None, 9, 10):
+            raise SclError(f"--icd is 9 or 10, not {kw['icd']}", field="icd")
+        return cls(Path(str(root)), Path(str(notes)), **{k: v for k, v in kw.items() if v is not None})
+
+    @property
+    def code_system(self) -> CodeSystem:
+        return CodeSystem.ICD10CM if self.icd == 10 else CodeSystem.ICD9CM
 
 
 @dataclass
 class Gold:
     benchmark: str
     docs: list[Document]
-    group: Callable[[Document], str] | None
     settings: dict[str, Any]
+    group: Callable[[Document], str] | None = None
+    """How notes pool their evidence items (MDACE: per admission); None scores each note on its own."""
     negated: dict[str, set[str]] = field(default_factory=dict)
     """Demo corpus only: note id -> codes mentioned there only in negated or family context."""
+    noteevents: Path | None = None
+    """MDACE only: where the text of predicted notes outside the gold notes is read from."""
+
+    @property
+    def filters(self) -> MdaceFilters:
+        """The clean-ups the gold went through, which predictions go through too."""
+        return MdaceFilters.model_validate({k: self.settings[k] for k in MdaceFilters.model_fields})
 
 
 # ------------------------------------------------------------------------------------------------ gold
 
 
-def _cleanups(docs: list[Document], trim: bool, merge_adjacent: bool) -> list[Document]:
-    return [clean_evidence(doc, trim=trim, merge_adjacent=merge_adjacent) for doc in docs]
+def _cleanups(docs: list[Document], filters: MdaceFilters) -> list[Document]:
+    # spans trimmed to nothing stay, with zero length: the authors' scoring keeps (and counts) them
+    return [clean_evidence(d, trim=filters.trim, merge_adjacent=filters.merge_adjacent, keep_empty=True) for d in docs]
 
 
 def diagnoses_only(docs: list[Document]) -> list[Document]:
@@ -52,100 +96,70 @@ def diagnoses_only(docs: list[Document]) -> list[Document]:
     return out
 
 
-def gold_mdace(
-    mdace_dir: str | PathLike[str],
-    noteevents: str | PathLike[str],
-    *,
-    split: str = defaults.MDACE_TEST_SPLIT,
-    icd: int = 10,
-    setting: str = "Inpatient",
-    all_codeable: bool = False,
-    with_procedures: bool = False,
-    trim: bool = False,
-    merge_adjacent: bool = False,
-) -> Gold:
-    root = Path(mdace_dir)
-    annotations = root / "data" / setting / f"ICD-{icd}"
-    split_file = Path(split) if Path(split).suffix == ".csv" else root / "splits" / setting / f"{split}.csv"
-    categories = CODEABLE if all_codeable else (DISCHARGE,)
+def _settings(filters: MdaceFilters, **where: Any) -> dict[str, Any]:
+    return where | filters.model_dump(mode="json")
+
+
+def gold_mdace(location: MdaceLocation, filters: MdaceFilters) -> Gold:
+    root = location.mdace_dir
+    annotations = root / "data" / location.setting / f"ICD-{location.icd}"
+    split = location.split
+    split_file = Path(split) if Path(split).suffix == ".csv" else root / "splits" / location.setting / f"{split}.csv"
     docs = read_mdace(
         annotations,
-        noteevents,
+        location.noteevents,
         split=split_file,
-        categories=categories,
-        with_procedures=with_procedures,
-        trim=trim,
-        merge_adjacent=merge_adjacent,
-        code_system="icd10cm" if icd == 10 else "icd9cm",
+        filters=filters,
+        code_system=location.code_system,
+        keep_empty=True,
     )
-    settings = {
-        "mdace_dir": str(root),
-        "split": split_file.stem,
-        "icd": icd,
-        "setting": setting,
-        "categories": list(categories),
-        "with_procedures": with_procedures,
-        "trim": trim,
-        "merge_adjacent": merge_adjacent,
-        "grouping": "admission",
-    }
-    return Gold("mdace", docs, lambda d: str(d.meta["hadm_id"]), settings)
+    settings = _settings(
+        filters,
+        mdace_dir=str(root),
+        split=split_file.stem,
+        icd=location.icd,
+        setting=location.setting,
+        grouping="admission",
+    )
+    return Gold("mdace", docs, settings, lambda d: str(d.meta["hadm_id"]), noteevents=location.noteevents)
 
 
-def gold_jsonl(
-    path: str | PathLike[str],
-    benchmark: str = "jsonl",
-    *,
-    trim: bool = False,
-    merge_adjacent: bool = False,
-    with_procedures: bool = False,
-) -> Gold:
+def gold_jsonl(path: str | PathLike[str], benchmark: str = "jsonl", filters: MdaceFilters | None = None) -> Gold:
+    """Gold from evidence JSONL (`data convert ...`). Convert without clean-ups and ask for them here, so
+    that spans trimmed to nothing are kept and counted as the MDACE route keeps them."""
+    filters = filters or MdaceFilters()
     docs = list(read_documents(path))
-    if not with_procedures:
+    if filters.categories is not None:
+        wanted = {c.lower() for c in filters.categories}
+        docs = [d for d in docs if str(d.meta.get("category", "")).lower() in wanted]
+    if filters.diagnoses_only:
         docs = diagnoses_only(docs)
-    docs = _cleanups(docs, trim, merge_adjacent)
-    settings = {
-        "gold": str(path),
-        "trim": trim,
-        "merge_adjacent": merge_adjacent,
-        "with_procedures": with_procedures,
-        "grouping": "note",
-    }
-    return Gold(benchmark, docs, None, settings)
+    return Gold(benchmark, _cleanups(docs, filters), _settings(filters, gold=str(path), grouping="note"))
 
 
-def gold_demo(
-    corpus: str | PathLike[str] = defaults.DEMO_CORPUS, *, trim: bool = False, merge_adjacent: bool = False
-) -> Gold:
+def gold_demo(corpus: str | PathLike[str] = defaults.DEMO_CORPUS, filters: MdaceFilters | None = None) -> Gold:
     from sclcoder.data.demo import read_demo
 
-    docs = _cleanups(read_demo(corpus, split="test"), trim, merge_adjacent)
+    filters = filters or MdaceFilters()
+    docs = _cleanups(read_demo(corpus, split="test"), filters)
     negated: dict[str, set[str]] = {}
     path = Path(corpus) / "negated_mentions.jsonl"
     if path.exists():
         for _, row in read_jsonl(path):
             negated.setdefault(str(row["note_id"]), set()).add(row["code"])
-    settings = {
-        "corpus": str(corpus),
-        "split": "test",
-        "trim": trim,
-        "merge_adjacent": merge_adjacent,
-        "grouping": "note",
-    }
-    return Gold("demo", docs, None, settings, negated)
+    return Gold("demo", docs, _settings(filters, corpus=str(corpus), split="test", grouping="note"), negated=negated)
 
 
 # ----------------------------------------------------------------------------------------- predictions
 
 
-def _clean_prediction(doc: Document, pred: Prediction, trim: bool, merge_adjacent: bool) -> Prediction:
-    if not (trim or merge_adjacent) or not pred.evidence:
+def _clean_prediction(doc: Document, pred: Prediction, filters: MdaceFilters) -> Prediction:
+    if not (filters.trim or filters.merge_adjacent) or not pred.evidence:
         return pred
     tmp = Document(
         doc.id, doc.text, set(pred.codes) | {e.code for e in pred.evidence}, doc.code_system, list(pred.evidence)
     )
-    tmp = _cleanups([tmp], trim, merge_adjacent)[0]
-    return Prediction(pred.id, pred.codes, tmp.evidence)
+    return Prediction(pred.id, pred.codes, _cleanups([tmp], filters)[0].evidence)
 
 
 def predictions_jsonl(path: str | PathLike[str], gold: Gold) -> tuple[list[Prediction], dict[str, Any]]:
@@ -166,53 +180,49 @@ def predictions_jsonl(path: str | PathLike[str], gold: Gold) -> tuple[list[Predi
                 if ev.get("begin") is not None and doc is not None and 0 <= ev["begin"] < ev["end"] <= len(doc.text):
                     evidence.append(Evidence(ev["begin"], ev["end"], code))
         pred = Prediction(str(row["id"]), codes, sorted(set(evidence)))
-        preds.append(
-            _clean_prediction(doc, pred, gold.settings.get("trim", False), gold.settings.get("merge_adjacent", False))
-            if doc
-            else pred
-        )
+        preds.append(_clean_prediction(doc, pred, gold.filters) if doc else pred)
     return preds, {"format": "jsonl", "path": str(path), "evidence_alignment": dict(matches)}
 
 
-def predictions_mdace_dir(
-    path: str | PathLike[str], gold: Gold, noteevents: str | PathLike[str] | None = None
-) -> tuple[list[Prediction], dict[str, Any]]:
+def predictions_mdace_dir(path: str | PathLike[str], gold: Gold) -> tuple[list[Prediction], dict[str, Any]]:
     """MDACE-layout prediction JSONs (the authors' baselines), read against the notes' text: the gold notes',
-    and NOTEEVENTS.csv for notes the coders left without evidence."""
-    from sclcoder.data.readers import mdace_annotation_files, stream_noteevents
+    and NOTEEVENTS.csv for notes the coders left without evidence (they count in their admission)."""
+    from sclcoder.data.readers import ReadReport, mdace_annotation_files, stream_noteevents
 
     texts = {int(d.meta.get("note_id", d.id)): d.text for d in gold.docs}
-    s = gold.settings
-    categories = s.get("categories", [DISCHARGE])
-    wanted_cats = {c.lower() for c in categories}
+    filters = gold.filters
+    wanted = {c.lower() for c in filters.categories} if filters.categories is not None else None
     needed = set()
     for file in mdace_annotation_files(path):
         for note in json.loads(file.read_text(encoding="utf-8")).get("notes", []):
-            if str(note.get("category", "")).lower() in wanted_cats and int(note["note_id"]) not in texts:
+            in_scope = wanted is None or str(note.get("category", "")).lower() in wanted
+            if in_scope and int(note["note_id"]) not in texts:
                 needed.add(int(note["note_id"]))
-    if needed and noteevents is not None:
-        texts.update({row_id: row["TEXT"] for row_id, row in stream_noteevents(noteevents, needed)})
+    if needed and gold.noteevents is not None:
+        extra = {row_id: row["TEXT"] for row_id, row in stream_noteevents(gold.noteevents, needed)}
+        if filters.newlines == "official":
+            extra = {k: t.replace("\r\n", "\n").replace("\r", "\n") for k, t in extra.items()}
+        texts.update(extra)
     system = gold.docs[0].code_system if gold.docs else CodeSystem.ICD10CM
-    skips = Skips(allowed=True)
-    docs = read_mdace(
-        path,
-        None,
-        texts=texts,
-        categories=categories,
-        with_procedures=s.get("with_procedures", False),
-        trim=s.get("trim", False),
-        merge_adjacent=s.get("merge_adjacent", False),
-        code_system=system,
-        skips=skips,
-    )
+    report = ReadReport()
+    docs = read_mdace(path, None, texts=texts, filters=filters, code_system=system, report=report, keep_empty=True)
+    foreign = {k: n for k, n in report.dropped.items() if "annotations in a" in k}
+    if foreign and not any(d.evidence for d in docs):
+        raise SclError(
+            f"the predictions are in another code system than the gold standard ({', '.join(foreign)})",
+            path=path,
+            hint="pass --icd 9 for ICD-9 predictions, --icd 10 for ICD-10",
+        )
     preds = [Prediction(d.id, set(d.codes), list(d.evidence), d.text, str(d.meta["hadm_id"])) for d in docs]
-    return preds, {"format": "mdace", "path": str(path), "notes_without_text": skips.count}
+    return preds, {
+        "format": "mdace",
+        "path": str(path),
+        "notes_without_text": report.dropped["notes without a given text"],
+    }
 
 
-def load_predictions(
-    path: str | PathLike[str], gold: Gold, noteevents: str | PathLike[str] | None = None
-) -> tuple[list[Prediction], dict[str, Any]]:
+def load_predictions(path: str | PathLike[str], gold: Gold) -> tuple[list[Prediction], dict[str, Any]]:
     p = Path(path)
     if p.is_dir():
-        return predictions_mdace_dir(p, gold, noteevents)
+        return predictions_mdace_dir(p, gold)
     return predictions_jsonl(p, gold)

@@ -7,8 +7,9 @@
   (note, begin, end, code), position-independent span match (lower-cased text, code), exact token match
   (note, token start, code) and position-independent token match (lower-cased token, code). Each is a
   micro P/R/F1 over *sets* of such items, collected per group (an admission for MDACE: all its notes pool
-  their items; a note otherwise) and summed over groups. Tokens are lower-cased `\\w+` matches; numbers
-  above 10 are dropped.
+  their items, as the authors' evaluate-predictions.py pools them; a note otherwise) and summed over
+  groups. A span trimmed to nothing still counts in the span metrics, as there. Tokens are lower-cased
+  `\\w+` matches; numbers above 10 are dropped.
 * **Plausibility** (rationale evaluation): token-level P/R/F1 of the predicted evidence of each (note,
   code) pair that has gold evidence, averaged over pairs, reported over correctly predicted codes and over
   all gold codes; and evidence-span recall, the share of gold spans overlapped by predicted evidence of
@@ -234,7 +235,10 @@ def plausibility(gold: list[Document], predictions: Iterable[Prediction]) -> dic
         pred_by_code: dict[str, list[Evidence]] = defaultdict(list)
         for ev in pred.evidence:
             pred_by_code[ev.code].append(ev)
-        for code, gold_spans in doc.evidence_by_code().items():
+        for code, spans in doc.evidence_by_code().items():
+            gold_spans = [gs for gs in spans if gs.begin < gs.end]  # a span trimmed to nothing has no tokens
+            if not gold_spans:
+                continue
             g = _covered_tokens(doc, gold_spans)
             p = _covered_tokens(doc, pred_by_code.get(code, []))
             prf = set_prf(g, p)

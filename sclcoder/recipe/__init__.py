@@ -4,12 +4,15 @@ into it (`loading`)."""
 from sclcoder.recipe.loading import load_recipe, recipe_dict
 from sclcoder.recipe.schema import (
     DEFAULT_PROMPT,
+    MDACE_CODEABLE,
+    MDACE_PRESETS,
     DataSection,
     DemoSource,
     DemoSpec,
     DocumentSection,
     JsonlSource,
     LoraSection,
+    MdaceFilters,
     MdaceSource,
     MdaceSpec,
     ModelSection,
@@ -27,12 +30,15 @@ from sclcoder.recipe.schema import (
 
 __all__ = [
     "DEFAULT_PROMPT",
+    "MDACE_CODEABLE",
+    "MDACE_PRESETS",
     "DataSection",
     "DemoSource",
     "DemoSpec",
     "DocumentSection",
     "JsonlSource",
     "LoraSection",
+    "MdaceFilters",
     "MdaceSource",
     "MdaceSpec",
     "ModelSection",

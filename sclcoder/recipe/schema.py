@@ -100,14 +100,47 @@ class DemoSpec(Section):
     seed: int = defaults.DEMO_SEED
 
 
-class MdaceSpec(Section):
+class MdaceFilters(Section):
+    """Which MDACE evidence is read and how it is cleaned up. The defaults are those of the MDACE authors'
+    evaluate-predictions.py: every note category, every code (procedures too), no clean-up, and note text
+    as their inject-note-text.py reads it (NOTEEVENTS.csv opened in text mode, so CR LF becomes LF)."""
+
+    categories: list[str] | None = None
+    """Note categories kept; None keeps all (e.g. ["Discharge summary"])."""
+    diagnoses_only: bool = False
+    """Drop procedure codes (ICD-10-PCS, ICD-9 procedures, CPT) and their evidence."""
+    trim: bool = False
+    """Trim punctuation and whitespace at span ends (the authors' --trim-annotations)."""
+    merge_adjacent: bool = False
+    """Merge same-code spans separated only by punctuation or whitespace (--merge-adjacent)."""
+    newlines: Literal["official", "keep"] = "official"
+    """`official`: CR LF and lone CR in TEXT become LF, as the authors' injection reads them; `keep`: the
+    TEXT column's exact characters."""
+
+    @classmethod
+    def preset(cls, name: str = "official", **overrides: Any) -> MdaceFilters:
+        """A named setting of `MDACE_PRESETS`, with the values given (not None) put over it."""
+        if name not in MDACE_PRESETS:
+            raise SclError(f"unknown MDACE preset {name!r}; choose one of {', '.join(MDACE_PRESETS)}", field="preset")
+        return cls(**(MDACE_PRESETS[name] | {k: v for k, v in overrides.items() if v is not None}))
+
+
+MDACE_CODEABLE = ["Discharge summary", "Radiology", "Physician"]
+"""The MDACE authors' "all codeable notes" categories."""
+
+MDACE_PRESETS: dict[str, dict[str, Any]] = {
+    "official": {},
+    "paper-discharge": {"categories": ["Discharge summary"], "trim": True},
+    "paper-codeable": {"categories": MDACE_CODEABLE, "trim": True, "merge_adjacent": True},
+}
+"""`official`: the scoring script's defaults; `paper-*`: the settings of the MDACE paper's tables (the
+commands in the authors' README: discharge summaries, or all codeable notes, with their clean-ups)."""
+
+
+class MdaceSpec(MdaceFilters):
     annotations: str
     noteevents: str
     split: str | None = None
-    categories: list[str] | None = ["Discharge summary"]
-    with_procedures: bool = False
-    trim: bool = False
-    merge_adjacent: bool = False
 
 
 class DemoSource(Section):

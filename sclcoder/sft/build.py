@@ -68,10 +68,7 @@ def read_source(source: Source, system: CodeSystem) -> list[Document]:
             spec.annotations,
             spec.noteevents,
             split=spec.split,
-            categories=spec.categories,
-            with_procedures=spec.with_procedures,
-            trim=spec.trim,
-            merge_adjacent=spec.merge_adjacent,
+            filters=spec,
             code_system=system,
         )
     else:  # pragma: no cover - the recipe schema admits nothing else
