@@ -167,3 +167,45 @@ def test_presets_are_the_published_settings(preset: str) -> None:
         "paper-codeable": (True, True),
     }[preset]
     assert MdaceFilters.preset(preset, trim=False).trim is False  # a flag given wins over the preset
+
+
+@pytest.mark.parametrize(("preset", "published"), [("official", None), ("paper-codeable", 1144)])
+def test_the_jsonl_route_scores_what_the_mdace_route_scores(
+    tmp_path: Path, mdace_dir: Path, mdace_notes, preset: str, published: int | None
+) -> None:
+    """Gold and the authors' baseline converted to evidence JSONL score exactly as read from MDACE itself."""
+    noteevents, _ = mdace_notes
+    split = mdace_dir / "splits/Inpatient/MDace-ev-test.csv"
+    baseline = mdace_dir / "predictions/supervised_attn/Inpatient/ICD-9/Codeable"
+    keep = ["--newlines", "keep"]  # the generated text has CR LF on purpose
+
+    def convert(annotations: Path, out: Path) -> Path:  # no clean-ups here: eval applies them to both
+        result = runner.invoke(
+            app,
+            ["data", "convert", "mdace", "--annotations", str(annotations), "--noteevents", str(noteevents),
+             "--split", str(split), *keep, "-o", str(out)],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        return out
+
+    gold = convert(mdace_dir / "data/Inpatient/ICD-9/1.0", tmp_path / "gold.jsonl")
+    preds = convert(baseline, tmp_path / "baseline.jsonl")
+    via_mdace = _eval_args(
+        ["--benchmark", "mdace", "--mdace-dir", str(mdace_dir), "--noteevents", str(noteevents), "--icd", "9",
+         "--predictions", str(baseline), "--preset", preset, *keep, "-o", str(tmp_path / "a")]
+    )  # fmt: skip
+    via_jsonl = _eval_args(
+        ["--gold", str(gold), "--predictions", str(preds), "--preset", preset, *keep, "-o", str(tmp_path / "b")]
+    )
+    for key in ("codes", "evidence_mdace", "plausibility"):
+        assert via_mdace[key] == via_jsonl[key], key
+    assert via_jsonl["settings"]["grouping"] == "admission"
+    if published is not None:  # the authors' results.md for this baseline and setting
+        assert via_mdace["evidence_mdace"]["span_exact"]["predicted"] == published
+
+
+def _eval_args(args: list[str]) -> dict:
+    result = runner.invoke(app, ["eval", *args])
+    assert result.exit_code == 0, result.output
+    out = Path(args[args.index("-o") + 1])
+    return json.loads((out / "report.json").read_text())

@@ -134,7 +134,15 @@ def gold_jsonl(path: str | PathLike[str], benchmark: str = "jsonl", filters: Mda
         docs = [d for d in docs if str(d.meta.get("category", "")).lower() in wanted]
     if filters.diagnoses_only:
         docs = diagnoses_only(docs)
-    return Gold(benchmark, _cleanups(docs, filters), _settings(filters, gold=str(path), grouping="note"))
+    # notes that name their admission (`data convert mdace` writes meta.hadm_id) pool per admission, as the
+    # MDACE route does, so the two routes score alike
+    by_admission = bool(docs) and all("hadm_id" in d.meta for d in docs)
+    return Gold(
+        benchmark,
+        _cleanups(docs, filters),
+        _settings(filters, gold=str(path), grouping="admission" if by_admission else "note"),
+        (lambda d: str(d.meta["hadm_id"])) if by_admission else None,
+    )
 
 
 def gold_demo(corpus: str | PathLike[str] = defaults.DEMO_CORPUS, filters: MdaceFilters | None = None) -> Gold:
@@ -162,14 +170,39 @@ def _clean_prediction(doc: Document, pred: Prediction, filters: MdaceFilters) ->
     return Prediction(pred.id, pred.codes, _cleanups([tmp], filters)[0].evidence)
 
 
+def _document_prediction(row: dict[str, Any], gold: Gold, path: str | PathLike[str], lineno: int) -> Prediction | None:
+    """A line in the generic evidence format (e.g. the authors' baselines through `data convert mdace`):
+    it brings its own text and admission, so a note outside the gold notes still counts in its admission.
+    Gold's filters apply to it as the MDACE route applies them; None when they leave it out."""
+    try:
+        doc = Document.from_json(row, default_system=gold.docs[0].code_system if gold.docs else CodeSystem.ICD10CM)
+    except SclError as exc:
+        raise exc.at(path=path, line=lineno) from None
+    filters = gold.filters
+    if filters.categories is not None and str(doc.meta.get("category", "")).lower() not in {
+        c.lower() for c in filters.categories
+    }:
+        return None
+    if filters.diagnoses_only:
+        doc = diagnoses_only([doc])[0]
+    doc = _cleanups([doc], filters)[0]
+    hadm = doc.meta.get("hadm_id")
+    return Prediction(doc.id, set(doc.codes), list(doc.evidence), doc.text, None if hadm is None else str(hadm))
+
+
 def predictions_jsonl(path: str | PathLike[str], gold: Gold) -> tuple[list[Prediction], dict[str, Any]]:
-    """Our predictions JSONL; every predicted code counts (invalid ones are simply wrong), evidence that
-    could not be aligned has no offsets and so no place in span metrics."""
+    """Our predictions JSONL, or predictions in the generic evidence format. Every predicted code counts
+    (invalid ones are simply wrong); evidence that could not be aligned has no offsets and so no place in
+    span metrics."""
     by_id = {d.id: d for d in gold.docs}
     preds, matches = [], Counter()
     for lineno, row in read_jsonl(path, what="predictions file"):
         if "id" not in row or not isinstance(row.get("codes"), list):
             raise SclError("not a predictions line (needs id and codes)", path=path, line=lineno)
+        if isinstance(row.get("text"), str) and all(isinstance(c, str) for c in row["codes"]):
+            if (document := _document_prediction(row, gold, path, lineno)) is not None:
+                preds.append(document)
+            continue
         doc = by_id.get(str(row["id"]))
         codes, evidence = set(), []
         for item in row["codes"]:
