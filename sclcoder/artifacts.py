@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -171,3 +172,22 @@ def open_adapter(path: str | PathLike[str]) -> Adapter:
         # embedded backbones live in the local cache: prepare them again on a new machine
         record.base_model_path = resolve_model(record.base_model)
     return Adapter(p, record)
+
+
+RUNS_DIR = "runs"
+"""Where recipes put their runs (`train.output_dir: runs/NAME`), searched for the newest adapter."""
+
+
+def latest_adapter(root: str | PathLike[str] = RUNS_DIR) -> Path:
+    """The adapter named by $SCLCODER_ADAPTER, else the newest finished `sclcoder train` run under `root`
+    (an adapter record is written last, so a run cut short has none)."""
+    chosen = os.environ.get("SCLCODER_ADAPTER")
+    if chosen:
+        return Path(chosen)
+    records = [p for depth in ("*", "*/*", "*/*/*") for p in Path(root).glob(f"{depth}/{ADAPTER_DIR}/{METADATA}")]
+    if not records:
+        raise SclError(
+            f"no adapter given and no finished `sclcoder train` run under {root}/",
+            hint="pass --adapter DIR or set SCLCODER_ADAPTER",
+        )
+    return max(records, key=lambda p: p.stat().st_mtime).parent

@@ -33,6 +33,27 @@ def require_dir(path: str | os.PathLike[str], what: str = "directory") -> Path:
     return p
 
 
+def check_writable(path: str | os.PathLike[str], *, kind: str = "file", overwrite: bool = True) -> Path:
+    """Fail before any work starts when `path` cannot be written as a `kind` ("file" or "dir"): a directory
+    where a file goes (or the reverse), a parent that is a file, a folder we may not write to, or an
+    existing folder without `overwrite`."""
+    p = Path(path)
+    if kind == "file" and p.is_dir():
+        raise SclError("is a directory; give a file path", path=p)
+    if kind == "dir" and p.exists() and not p.is_dir():
+        raise SclError("is a file; give a directory path", path=p)
+    if kind == "dir" and not overwrite and p.is_dir() and any(p.iterdir()):
+        raise SclError("exists and is not empty", path=p, hint="pass --overwrite to replace it")
+    parent = p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise SclError(f"cannot be written: {parent} is a file", path=p)
+    if not os.access(parent, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise SclError("cannot be written here (permission denied)", path=p)
+    return p
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

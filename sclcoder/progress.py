@@ -21,7 +21,8 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-console = Console(stderr=True)
+# soft wrap: a long path printed on one line stays one string a user (or a log search) can copy
+console = Console(stderr=True, soft_wrap=True)
 
 LINE_EVERY_S = 30.0
 """Without a terminal, a progress line at least this often (and at every tenth of the work)..."""

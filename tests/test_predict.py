@@ -160,17 +160,14 @@ def test_endpoint_gives_the_same_answers(tmp_path, demo_corpus, tiny_adapter, vl
 def test_kill_and_resume_writes_every_note_exactly_once(tmp_path, demo_corpus, tiny_adapter, monkeypatch) -> None:
     notes = _notes(tmp_path, demo_corpus, 10)
     marker = f"SCLCODER_TEST_RUN={tmp_path.name}"
-    out = tmp_path / "p.jsonl"
+    out = tmp_path / "notes.predictions.jsonl"  # the default output, beside the notes
+    # `sclcoder predict notes.jsonl` as the design card writes it: the adapter comes from the environment
     cmd = [
         sys.executable,
         "-m",
         "sclcoder.cli",
         "predict",
         str(notes),
-        "--adapter",
-        str(tiny_adapter),
-        "-o",
-        str(out),
         "--set",
         "batch_size=1",
         "--set",
@@ -178,7 +175,7 @@ def test_kill_and_resume_writes_every_note_exactly_once(tmp_path, demo_corpus, t
         "--set",
         "max_model_len=2048",
     ]
-    env = {**os.environ, marker.split("=")[0]: marker.split("=")[1]}
+    env = {**os.environ, marker.split("=")[0]: marker.split("=")[1], "SCLCODER_ADAPTER": str(tiny_adapter)}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and proc.poll() is None:
@@ -194,7 +191,9 @@ def test_kill_and_resume_writes_every_note_exactly_once(tmp_path, demo_corpus, t
     assert processes_with(marker) == []
     before = len(_rows(out))
     assert 3 <= before < 10
-    subprocess.run(cmd, check=True, capture_output=True, timeout=600, env=env)
+    rerun = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=600, env=env)
+    said = " ".join((rerun.stdout + rerun.stderr).split())
+    assert str(tiny_adapter) in said and str(out) in said  # both defaults are printed
     ids = [r["id"] for r in _rows(out)]
     expected = [json.loads(line)["id"] for line in notes.read_text().splitlines()]
     assert sorted(ids) == sorted(expected) and len(ids) == len(set(ids))
@@ -205,6 +204,52 @@ def test_kill_and_resume_writes_every_note_exactly_once(tmp_path, demo_corpus, t
     monkeypatch.setattr(predict_mod, "VllmEngine", lambda *a, **k: pytest.fail("engine started with nothing to do"))
     report = predict(notes, out, adapter=tiny_adapter)
     assert (report.written, report.already_done) == (0, 10) and len(_rows(out)) == 10
+
+
+def test_the_newest_finished_run_is_the_default_adapter(tmp_path, monkeypatch) -> None:
+    from sclcoder.artifacts import latest_adapter
+
+    monkeypatch.delenv("SCLCODER_ADAPTER", raising=False)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(
+        SclError, match=r"no finished `sclcoder train` run under runs/.*--adapter DIR or set SCLCODER_ADAPTER"
+    ):
+        latest_adapter()
+    for age, name in ((300, "old"), (100, "new"), (200, "team/middle")):
+        record = tmp_path / "runs" / name / "adapter" / "sclcoder.json"
+        record.parent.mkdir(parents=True)
+        record.write_text("{}")
+        os.utime(record, (time.time() - age, time.time() - age))
+    (tmp_path / "runs" / "cut-short" / "checkpoint-4").mkdir(parents=True)  # no adapter record: not finished
+    assert latest_adapter() == Path("runs/new/adapter")
+    monkeypatch.setenv("SCLCODER_ADAPTER", "/somewhere/else")
+    assert latest_adapter() == Path("/somewhere/else")
+
+
+def test_model_merge_writes_a_model_that_loads_without_peft(tmp_path, tiny_adapter) -> None:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from typer.testing import CliRunner
+
+    from sclcoder.artifacts import open_adapter
+    from sclcoder.cli import app
+
+    out = tmp_path / "merged"
+    result = CliRunner().invoke(app, ["model", "merge", str(tiny_adapter), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "model.safetensors").exists() and (out / "sclcoder.json").exists() and (out / "prompt.yaml").exists()
+    tok = AutoTokenizer.from_pretrained(out)
+    assert tok.chat_template  # an OpenAI-compatible server renders requests with it
+    ids = tok("Assessment: hypertension and type 2 diabetes.", return_tensors="pt")["input_ids"]
+    merged = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
+    base = AutoModelForCausalLM.from_pretrained(open_adapter(tiny_adapter).base_model, dtype=torch.float32)
+    with torch.no_grad():
+        expected = PeftModel.from_pretrained(base, tiny_adapter)(ids).logits
+        got = merged(ids).logits
+    assert torch.allclose(got, expected, atol=1e-4)
+    again = CliRunner().invoke(app, ["model", "merge", str(tiny_adapter), "-o", str(out)])
+    assert again.exit_code == 2 and "pass --overwrite" in again.output
 
 
 # ------------------------------------------------------------------------------------------- bad input

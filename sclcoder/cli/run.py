@@ -9,9 +9,10 @@ import typer
 
 from sclcoder import defaults
 from sclcoder.cli.app import RecipeArg, SetOpt, app
-from sclcoder.errors import SclError
 
-model_app = typer.Typer(no_args_is_help=True, help="Base models: prepare the embedded backbone offline.")
+model_app = typer.Typer(
+    no_args_is_help=True, help="Models: prepare the embedded backbone; merge an adapter into its base."
+)
 app.add_typer(model_app, name="model")
 
 
@@ -25,6 +26,26 @@ def model_prepare(
     from sclcoder.progress import console
 
     console.print(f"{name} ready at [bold]{prepare_embedded(name, force=force)}[/]")
+
+
+@model_app.command("merge")
+def model_merge(
+    adapter: Annotated[
+        Path | None, typer.Argument(help="Adapter (or run) directory; default the newest run under runs/.")
+    ] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Model folder to write.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace a folder that is already there.")] = False,
+) -> None:
+    """Merge a LoRA adapter into its base model: a plain model folder vLLM or transformers load directly."""
+    from sclcoder.artifacts import latest_adapter, open_adapter
+    from sclcoder.files import check_writable
+    from sclcoder.infer.engine import merge_adapter
+    from sclcoder.progress import console
+
+    ad = open_adapter(adapter or latest_adapter())
+    target = output or ad.path.parent / "merged"
+    check_writable(target, kind="dir", overwrite=overwrite)
+    console.print(f"merged model written to [bold]{merge_adapter(ad, target)}[/] (vllm serve {target})")
 
 
 @app.command("train")
@@ -69,8 +90,16 @@ def train_cmd(
 @app.command("predict")
 def predict_cmd(
     notes: Annotated[Path, typer.Argument(help='Notes JSONL: one {"id", "text"} per line (generic JSONL works).')],
-    adapter: Annotated[Path, typer.Option(help="Adapter directory written by `sclcoder train` (or its run dir).")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Predictions JSONL (appended; resumable).")],
+    adapter: Annotated[
+        Path | None,
+        typer.Option(help="Adapter (or run) directory; default $SCLCODER_ADAPTER, else the newest run under runs/."),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Predictions JSONL (appended; resumable); default NOTES.predictions.jsonl."
+        ),
+    ] = None,
     endpoint: Annotated[
         str | None, typer.Option(help="OpenAI-compatible server (e.g. `sclcoder serve`) instead of in-process vLLM.")
     ] = None,
@@ -88,34 +117,24 @@ def predict_cmd(
     set_: SetOpt = None,
 ) -> None:
     """Predict codes with verbatim evidence for each note (vLLM, JSON-schema constrained), offsets aligned."""
-    from sclcoder.artifacts import open_adapter
-    from sclcoder.infer.predict import predict
+    from sclcoder.artifacts import latest_adapter, open_adapter
+    from sclcoder.infer.engine import predict_settings
+    from sclcoder.infer.predict import default_output, predict
     from sclcoder.progress import console
-    from sclcoder.recipe import PredictSection
 
-    ad = open_adapter(adapter)
-    values = dict(ad.record.recipe.get("predict", {}))
-    for flag, key in (
-        (constrain_codes, "constrain_codes"),
-        (drop_invalid_codes, "drop_invalid_codes"),
-        (tensor_parallel_size, "tensor_parallel_size"),
-    ):
-        if flag is not None:
-            values[key] = flag
-    for assignment in set_ or []:
-        key, _, raw = assignment.partition("=")
-        import yaml
-
-        values[key.removeprefix("predict.")] = yaml.safe_load(raw)
-    try:
-        settings = PredictSection.model_validate(values)
-    except Exception as exc:  # pydantic ValidationError -> one line naming the key
-        raise SclError(str(exc).splitlines()[0] + ": " + str(exc).splitlines()[1].strip(), field="predict") from None
+    ad = open_adapter(adapter or latest_adapter())
+    output = output or default_output(notes)
+    console.print(f"adapter [bold]{ad.path}[/] -> predictions [bold]{output}[/]")
+    flags = {
+        "constrain_codes": constrain_codes,
+        "drop_invalid_codes": drop_invalid_codes,
+        "tensor_parallel_size": tensor_parallel_size,
+    }
     report = predict(
         notes,
         output,
         adapter=ad.path,
-        settings=settings,
+        settings=predict_settings(ad, flags, set_ or []),
         endpoint=endpoint,
         endpoint_model=endpoint_model,
         prompt=str(prompt) if prompt else None,

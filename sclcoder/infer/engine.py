@@ -18,14 +18,16 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sclcoder import defaults
-from sclcoder.artifacts import Adapter
+from sclcoder.artifacts import METADATA, Adapter
 from sclcoder.device import has_gpu, resolve_precision
 from sclcoder.endpoints import check_reachable, openai_client
 from sclcoder.errors import SclError
 from sclcoder.files import atomic_dir
 from sclcoder.recipe import PredictSection
+from sclcoder.sft.prompts import PROMPT_FILE
 
 STRUCTURED_OUTPUTS = {"backend": "xgrammar", "disable_any_whitespace": True}
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
@@ -340,16 +342,38 @@ class EndpointEngine:
 # ---------------------------------------------------------------------------------------- adapters
 
 
-def predict_settings(adapter: Adapter) -> PredictSection:
-    """The predict section of the recipe the adapter was trained with."""
-    return PredictSection.model_validate(adapter.record.recipe.get("predict", {}))
+def predict_settings(
+    adapter: Adapter, overrides: dict[str, Any] | None = None, assignments: list[str] | tuple[str, ...] = ()
+) -> PredictSection:
+    """The predict section of the recipe the adapter was trained with, with `overrides` (None values
+    ignored) and `--set predict.KEY=VALUE` assignments put over it; a bad value is one error naming it."""
+    import yaml
+    from pydantic import ValidationError
+
+    from sclcoder.recipe.schema import first_error
+
+    values = dict(adapter.record.recipe.get("predict", {}))
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    for assignment in assignments:
+        key, sep, raw = assignment.partition("=")
+        if not sep or not key.strip():
+            raise SclError(f"--set expects KEY=VALUE, got {assignment!r}")
+        values[key.strip().removeprefix("predict.")] = yaml.safe_load(raw)
+    try:
+        return PredictSection.model_validate(values)
+    except ValidationError as exc:
+        err = first_error(exc)
+        where = ".".join(["predict", *(str(x) for x in err["loc"])])
+        problem = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        raise SclError(problem, field=where) from None
 
 
-def merged_model(adapter: Adapter) -> Path:
-    """The adapter merged into its base model, as a plain model folder (made once, kept beside it)."""
-    target = adapter.path / "merged"
-    if (target / "config.json").exists():
-        return target
+def merge_adapter(adapter: Adapter, target: str | os.PathLike[str]) -> Path:
+    """The adapter merged into its base weights, as a plain model folder that vLLM, transformers or any
+    OpenAI-compatible server loads without sclcoder or PEFT: safetensors weights in the base model's
+    dtype, the tokenizer with its chat template, and the sclcoder record and prompt beside them."""
+    import shutil
+
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -358,9 +382,20 @@ def merged_model(adapter: Adapter) -> Path:
     dtype = base.config.dtype if isinstance(base.config.dtype, torch.dtype) else torch.float32
     model = PeftModel.from_pretrained(base, adapter.path).merge_and_unload().to(dtype)
     with atomic_dir(target) as tmp:
-        model.save_pretrained(tmp)
+        model.save_pretrained(tmp, safe_serialization=True)
         AutoTokenizer.from_pretrained(adapter.path).save_pretrained(tmp)
-    return target
+        for name in (METADATA, PROMPT_FILE):
+            if (adapter.path / name).exists():
+                shutil.copy2(adapter.path / name, tmp / name)
+    return Path(target)
+
+
+def merged_model(adapter: Adapter) -> Path:
+    """The merged model predict serves on CPU, made once and kept beside the adapter."""
+    target = adapter.path / "merged"
+    if (target / "config.json").exists():
+        return target
+    return merge_adapter(adapter, target)
 
 
 def engine_for(adapter: Adapter, settings: PredictSection) -> VllmEngine:

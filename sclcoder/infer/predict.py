@@ -59,6 +59,12 @@ class PredictReport:
 # ------------------------------------------------------------------------------------------------ input
 
 
+def default_output(notes: str | PathLike[str]) -> Path:
+    """`notes.jsonl` -> `notes.predictions.jsonl`, beside it."""
+    p = Path(notes)
+    return p.with_name(f"{p.name.removesuffix('.jsonl')}.predictions.jsonl")
+
+
 def finished_ids(path: Path, run: dict[str, Any]) -> set[str]:
     """Ids already in a predictions file; refuses a file written by another adapter or prompt."""
     if not path.exists():
