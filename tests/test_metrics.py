@@ -10,7 +10,15 @@ import pytest
 from sclcoder.data.documents import Document, Evidence
 from sclcoder.eval.evaluate import evaluate
 from sclcoder.eval.gold import MdaceLocation, gold_mdace, predictions_jsonl, predictions_mdace_dir
-from sclcoder.eval.metrics import Prediction, code_metrics, mdace_evidence_metrics, plausibility, tokens
+from sclcoder.eval.metrics import (
+    Prediction,
+    code_metrics,
+    match_type,
+    match_types,
+    mdace_evidence_metrics,
+    plausibility,
+    tokens,
+)
 from sclcoder.recipe import MDACE_CODEABLE, MdaceFilters
 
 # the generated note text carries CR LF on purpose: read it as it is
@@ -96,6 +104,34 @@ def test_plausibility_by_hand() -> None:
     assert p["all_gold_codes"]["span_recall"] == pytest.approx(2 / 4) and p["correct_codes"]["span_recall"] == 1.0
 
 
+def test_match_types_by_hand() -> None:
+    text = (
+        "Pt has chronic kidney disease stage 3 and anemia. "
+        "Then one two three four five six seven eight nine ten eleven twelve thirteen: remote CKD history."
+    )
+    ckd = text.index("chronic")
+    gold_span = Evidence(ckd, ckd + len("chronic kidney disease stage 3"), N390)
+    far = text.index("remote CKD")
+    doc = Document("n", text, {N390}, evidence=[gold_span])
+
+    def kind(*spans: tuple[int, int]) -> str:
+        return match_type(doc, [gold_span], [Evidence(b, e, N390) for b, e in spans])
+
+    assert kind() == "empty"
+    assert kind((gold_span.begin, gold_span.end)) == "exact"
+    assert kind((text.index("has"), gold_span.end + len(" and"))) == "proximate"  # one token each side
+    assert kind((ckd, ckd + len("chronic kidney")), (far, far + 10)) == "partial"  # a quote far away
+    assert kind((ckd + len("chronic "), ckd + len("chronic kidney"))) == "proximate"  # inside, every gold span hit
+    assert kind((far, far + 10)) == "no_match"
+    # two gold spans, one of them missed: partial, not proximate
+    second = Evidence(far, far + 10, N390)
+    assert match_type(doc, [gold_span, second], [gold_span]) == "partial"
+
+    report = match_types([doc], [Prediction("n", {N390}, [gold_span])])
+    assert report["overall"]["exact"] == {"count": 1, "share": 1.0} and report["overall"]["pairs"] == 1
+    assert report["per_code"][N390]["exact"]["count"] == 1
+
+
 # ------------------------------------------------------------------------------------- real MDACE files
 
 
@@ -111,6 +147,7 @@ def test_predictions_equal_to_gold_score_one(mdace_gold) -> None:
     for metric in ("span_exact", "span_position_independent", "token_exact", "token_position_independent"):
         assert report["evidence_mdace"][metric]["f1"] == 1.0
     assert report["codes"]["micro"]["f1"] == 1.0
+    assert report["evidence_match_types"]["overall"]["exact"]["share"] == 1.0
     assert report["evidence_mdace"]["groups"] == len({d.meta["hadm_id"] for d in mdace_gold.docs})
 
 

@@ -13,7 +13,14 @@ from sclcoder.data import codes as codes_mod
 from sclcoder.data.codes import CodeSystem
 from sclcoder.errors import SclError
 from sclcoder.eval.gold import Gold, MdaceLocation, gold_demo, gold_jsonl, gold_mdace, load_predictions
-from sclcoder.eval.metrics import Prediction, code_metrics, mdace_evidence_metrics, plausibility
+from sclcoder.eval.metrics import (
+    MATCH_TYPES,
+    Prediction,
+    code_metrics,
+    match_types,
+    mdace_evidence_metrics,
+    plausibility,
+)
 from sclcoder.files import read_jsonl
 from sclcoder.recipe import MdaceFilters
 
@@ -53,6 +60,7 @@ def evaluate(
         "codes": code_metrics(gold.docs, predictions, seen_codes=seen_codes, describe=describe),
         "evidence_mdace": mdace_evidence_metrics(gold.docs, predictions, group=gold.group),
         "plausibility": plausibility(gold.docs, predictions),
+        "evidence_match_types": match_types(gold.docs, predictions),
     }
     if gold.negated:
         preds = {p.id: p for p in predictions}
@@ -116,6 +124,11 @@ def headline(report: dict[str, Any]) -> list[tuple[str, str]]:
     rows.append(("plausibility token F1, correct codes", _pct(pl["correct_codes"]["f1"])))
     rows.append(("plausibility token F1, all gold codes", _pct(pl["all_gold_codes"]["f1"])))
     rows.append(("evidence-span recall, all gold codes", _pct(pl["all_gold_codes"]["span_recall"])))
+    t = report["evidence_match_types"]["overall"]
+    rows.append(
+        ("evidence match exact / proximate / partial / none / empty", " / ".join(_pct(t[k]["share"]) for k in
+         ("exact", "proximate", "partial", "no_match", "empty")))
+    )  # fmt: skip
     if "faithfulness" in report:
         f = report["faithfulness"]
         rows.append(
@@ -159,6 +172,20 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {m} | {r['predicted']} | {r['actual']} | {r['tp']} | {r['fp']} | {r['fn']} | "
             f"{_pct(r['precision'])} | {_pct(r['recall'])} | {_pct(r['f1'])} |"
         )
+    types = report["evidence_match_types"]
+    lines += [
+        "",
+        "## Evidence match types per (note, code) with gold evidence",
+        "",
+        "Empty: nothing quoted; exact: the gold spans; proximate: every gold span hit and every quoted token",
+        "within 10 tokens of one; partial: some overlap; no match: quoted, but nowhere on gold evidence.",
+        "",
+        "| code | pairs | " + " | ".join(MATCH_TYPES) + " |",
+        "|---|---|" + "---|" * len(MATCH_TYPES),
+    ]
+    for code, row in [("all", types["overall"]), *types["per_code"].items()]:
+        cells = " | ".join(f"{row[k]['count']} ({_pct(row[k]['share'])}%)" for k in MATCH_TYPES)
+        lines.append(f"| {code} | {row['pairs']} | {cells} |")
     lines.append("")
     return "\n".join(lines)
 

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
@@ -264,3 +265,69 @@ def plausibility(gold: list[Document], predictions: Iterable[Prediction]) -> dic
             "gold_spans": spans_total[name],
         }
     return out
+
+
+# ------------------------------------------------------------------------------------------ match types
+
+MATCH_TYPES = ("empty", "exact", "proximate", "partial", "no_match")
+PROXIMITY_TOKENS = 10
+"""How near (in tokens) a predicted token must be to a gold span for a proximate match."""
+
+
+def _token_index(text: str) -> tuple[list[int], list[int]]:
+    """Start and end offsets of every `\\w+` token of a note, in order (numbers kept: this counts distance)."""
+    found = [(m.start(), m.end()) for m in TOKEN.finditer(text)]
+    return [b for b, _ in found], [e for _, e in found]
+
+
+def match_type(doc: Document, gold: list[Evidence], predicted: list[Evidence]) -> str:
+    """How the predicted evidence of one (note, code) meets its gold evidence, in the categories of "The
+    Anatomy of Evidence" (ACL 2025), first that applies: `empty` (nothing predicted), `exact` (the same
+    spans), `proximate` (every gold span hit and every predicted token within 10 tokens of a gold span),
+    `partial` (some overlap), `no_match` (evidence, none of it on a gold span)."""
+    if not predicted:
+        return "empty"
+    if {(e.begin, e.end) for e in gold} == {(e.begin, e.end) for e in predicted}:
+        return "exact"
+
+    def hits(a: Evidence, b: Evidence) -> bool:
+        return a.begin < b.end and b.begin < a.end
+
+    if not any(hits(g, p) for g in gold for p in predicted):
+        return "no_match"
+    starts, ends = _token_index(doc.text)
+
+    def token_range(ev: Evidence) -> tuple[int, int]:
+        first = bisect.bisect_right(ends, ev.begin)  # first token ending after the span starts
+        last = bisect.bisect_left(starts, ev.end) - 1  # last token starting before the span ends
+        return first, max(first, last)
+
+    near = [token_range(g) for g in gold]
+    predicted_tokens = {i for p in predicted for i in range(token_range(p)[0], token_range(p)[1] + 1)}
+    every_gold_hit = all(any(hits(g, p) for p in predicted) for g in gold)
+    all_near = all(any(a - PROXIMITY_TOKENS <= i <= b + PROXIMITY_TOKENS for a, b in near) for i in predicted_tokens)
+    return "proximate" if every_gold_hit and all_near else "partial"
+
+
+def match_types(gold: list[Document], predictions: Iterable[Prediction]) -> dict[str, Any]:
+    """Counts and shares of each match type over the (note, code) pairs with gold evidence, overall and
+    per code; pairs whose code was not predicted count too (their evidence is `empty` unless the model
+    quoted for a code it did not assign)."""
+    preds = {p.id: p for p in predictions}
+    overall: Counter = Counter()
+    per_code: dict[str, Counter] = defaultdict(Counter)
+    for doc in gold:
+        pred = preds.get(doc.id) or Prediction(doc.id, set())
+        by_code: dict[str, list[Evidence]] = defaultdict(list)
+        for ev in pred.evidence:
+            by_code[ev.code].append(ev)
+        for code, spans in doc.evidence_by_code().items():
+            kind = match_type(doc, spans, by_code.get(code, []))
+            overall[kind] += 1
+            per_code[code][kind] += 1
+
+    def table(counts: Counter) -> dict[str, Any]:
+        n = sum(counts.values())
+        return {"pairs": n} | {k: {"count": counts[k], "share": counts[k] / n if n else 0.0} for k in MATCH_TYPES}
+
+    return {"overall": table(overall), "per_code": {c: table(k) for c, k in sorted(per_code.items())}}
