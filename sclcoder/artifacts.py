@@ -99,7 +99,7 @@ def recipe_digest(recipe: dict[str, Any]) -> str:
 def _read(path: Path, model: type[Record], what: str) -> Any:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, RecursionError, json.JSONDecodeError):
         raise SclError(f"not {what} (no readable {path.name})", path=path.parent) from None
     if not isinstance(data, dict) or data.get("format") != model.model_fields["format"].annotation.__args__[0]:
         found = data.get("format") if isinstance(data, dict) else None
@@ -135,7 +135,7 @@ def open_dataset(path: str | PathLike[str]) -> BuiltDataset:
     record = _read(p / BUILD_FILE, DatasetRecord, what)
     try:
         stats = json.loads((p / STATS_FILE).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, RecursionError, json.JSONDecodeError):
         raise SclError(f"not {what} (no readable {STATS_FILE})", path=p) from None
     if not (p / "hf").is_dir():
         raise SclError(f"not {what} (no hf/ folder)", path=p)

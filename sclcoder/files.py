@@ -113,25 +113,67 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
+def parse_json(text: str | bytes, *, path: str | os.PathLike[str], line: int | None = None) -> Any:
+    """json.loads, with every way it can fail on user input (bad JSON, nesting too deep for Python) as one
+    SclError naming the file and line."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        where = f"at column {exc.colno}" if line is not None else f"at line {exc.lineno} column {exc.colno}"
+        raise SclError(f"not valid JSON ({exc.msg} {where})", path=path, line=line) from None
+    except RecursionError:
+        raise SclError("JSON nested too deeply to read", path=path, line=line) from None
+
+
+def text_lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, str]]:
+    """(line number, line) of a UTF-8 text file (a UTF-8 byte-order mark is accepted); a line that is not
+    UTF-8 (UTF-16, Latin-1, binary) is one error naming it."""
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                yield lineno, raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise SclError(
+                    f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})",
+                    path=path,
+                    line=lineno,
+                    hint="convert the file to UTF-8",
+                ) from None
+
+
+@contextlib.contextmanager
+def reading(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Around a streamed read (CSV, YAML): a file that is not UTF-8 text or not CSV is one clear error."""
+    import csv
+
+    try:
+        yield
+    except UnicodeDecodeError:
+        raise SclError("not UTF-8 text", path=path, hint="convert the file to UTF-8") from None
+    except csv.Error as exc:
+        raise SclError(f"not readable as CSV ({exc})", path=path) from None
+    except RecursionError:
+        raise SclError("nested too deeply to read", path=path) from None
+
+
 def read_jsonl(
     path: str | os.PathLike[str], skips: Skips | None = None, what: str = "JSONL file"
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, object) for each non-blank line; bad lines raise or are counted skips."""
     p = require_file(path, what)
     skips = skips or Skips()
-    with open(p, encoding="utf-8") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                skips.handle(SclError(f"not valid JSON ({exc.msg} at column {exc.colno})", path=p, line=lineno))
-                continue
-            if not isinstance(obj, dict):
-                skips.handle(SclError(f"expected a JSON object, got {type(obj).__name__}", path=p, line=lineno))
-                continue
-            yield lineno, obj
+    for lineno, raw in text_lines(p):
+        if not raw.strip():
+            continue
+        try:
+            obj = parse_json(raw, path=p, line=lineno)
+        except SclError as exc:
+            skips.handle(exc)
+            continue
+        if not isinstance(obj, dict):
+            skips.handle(SclError(f"expected a JSON object, got {type(obj).__name__}", path=p, line=lineno))
+            continue
+        yield lineno, obj
 
 
 def write_jsonl_atomic(path: str | os.PathLike[str], rows: Iterable[dict[str, Any]]) -> int:

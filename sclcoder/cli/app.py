@@ -21,10 +21,26 @@ class _Group(TyperGroup):
         try:
             return super().invoke(ctx)
         except SclError as exc:
-            from sclcoder.progress import console
-
-            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            _say_error(str(exc))
             raise typer.Exit(2) from None
+        # The readers turn these into SclErrors naming file and line; this is the net for any path they miss
+        # (a file the system will not let us read or write, bytes that are not text, absurd nesting).
+        except OSError as exc:
+            where = f": {exc.filename}" if exc.filename else ""
+            _say_error(f"{exc.strerror or exc}{where}")
+            raise typer.Exit(2) from None
+        except UnicodeDecodeError as exc:
+            _say_error(f"an input is not UTF-8 text ({exc.reason}); convert it to UTF-8")
+            raise typer.Exit(2) from None
+        except RecursionError:
+            _say_error("an input is nested too deeply to read")
+            raise typer.Exit(2) from None
+
+
+def _say_error(message: str) -> None:
+    from sclcoder.progress import console
+
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True, markup=True)
 
 
 app = typer.Typer(

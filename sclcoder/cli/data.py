@@ -21,6 +21,7 @@ from sclcoder.cli.app import (
     mdace_filters,
     print_written,
 )
+from sclcoder.files import check_writable
 
 data_app = typer.Typer(no_args_is_help=True, help="Read, convert and build datasets.")
 convert_app = typer.Typer(
@@ -75,6 +76,7 @@ def convert_mdace(
     from sclcoder.data.readers import ReadReport, read_mdace
     from sclcoder.errors import Skips
 
+    check_writable(output)
     filters = mdace_filters(preset, category, diagnoses_only, trim, merge_adjacent, newlines)
     report, skips = ReadReport(), Skips(skip_invalid)
     docs = read_mdace(annotations, noteevents, split=split, filters=filters, skips=skips, report=report)
@@ -100,6 +102,7 @@ def convert_mimic4(
     from sclcoder.data.readers import ReadReport, read_split
     from sclcoder.errors import Skips
 
+    check_writable(output)
     report, skips = ReadReport(), Skips(skip_invalid)
     docs = read_mimic4(
         discharge,
@@ -126,6 +129,7 @@ def convert_demo(
     from sclcoder.data.documents import write_documents
     from sclcoder.data.readers import ReadReport
 
+    check_writable(output)
     report = ReadReport()
     docs = read_demo(corpus, split=split, all_categories=all_categories, report=report)
     n = write_documents(output, docs)

@@ -14,14 +14,14 @@ from sclcoder.data.codes import CodeSystem
 from sclcoder.data.documents import Document
 from sclcoder.data.readers import DISCHARGE, ReadReport, counted
 from sclcoder.errors import CodeError, SclError, Skips
-from sclcoder.files import require_file
+from sclcoder.files import reading, require_file
 from sclcoder.progress import Bar, bar
 
 
 def _csv_rows(
     path: Path, required: tuple[str, ...], progress: Bar | None = None
 ) -> Iterator[tuple[int, dict[str, str]]]:
-    with open(path, encoding="utf-8", newline="") as fh:
+    with reading(path), open(path, encoding="utf-8", newline="") as fh:
         reader = csv.DictReader(counted(fh, progress) if progress else fh)
         missing = [c for c in required if c not in (reader.fieldnames or [])]
         if missing:

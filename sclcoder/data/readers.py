@@ -19,7 +19,6 @@ dropped when the filters ask for diagnoses only.
 from __future__ import annotations
 
 import csv
-import json
 import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -32,7 +31,7 @@ from sclcoder.data import codes as codes_mod
 from sclcoder.data.codes import CodeSystem
 from sclcoder.data.documents import Document, Evidence, clean_evidence
 from sclcoder.errors import CodeError, SclError, Skips
-from sclcoder.files import require_dir, require_file
+from sclcoder.files import parse_json, reading, require_dir, require_file, text_lines
 from sclcoder.progress import Bar, bar
 from sclcoder.recipe.schema import MdaceFilters
 
@@ -69,17 +68,16 @@ def read_split(path: str | PathLike[str]) -> set[int]:
     """HADM ids from an MDACE split file (one id per line; a header line is tolerated)."""
     p = require_file(path, "split file")
     ids: set[int] = set()
-    with open(p, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            value = line.strip().split(",")[0].strip()
-            if not value:
+    for lineno, line in text_lines(p):
+        value = line.strip().split(",")[0].strip()
+        if not value:
+            continue
+        try:
+            ids.add(int(value))
+        except ValueError:
+            if lineno == 1:
                 continue
-            try:
-                ids.add(int(value))
-            except ValueError:
-                if lineno == 1:
-                    continue
-                raise SclError(f"expected an HADM id, got {value!r}", path=p, line=lineno) from None
+            raise SclError(f"expected an HADM id, got {value!r}", path=p, line=lineno) from None
     return ids
 
 
@@ -104,18 +102,33 @@ def mdace_annotation_files(annotations: str | PathLike[str]) -> list[Path]:
 
 
 def _load_chart(path: Path) -> dict[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            chart = json.load(fh)
-    except json.JSONDecodeError as exc:
-        raise SclError(f"not valid JSON ({exc.msg})", path=path, line=exc.lineno) from None
+    with reading(path):
+        text = path.read_text(encoding="utf-8")
+    chart = parse_json(text, path=path)
     if not isinstance(chart, dict) or not isinstance(chart.get("notes"), list) or "hadm_id" not in chart:
         raise SclError("not an MDACE chart (needs 'hadm_id' and a list of 'notes')", path=path)
+    if not _is_id(chart["hadm_id"]):
+        raise SclError(f"hadm_id must be a whole number, got {chart['hadm_id']!r}", path=path, field="hadm_id")
     for i, note in enumerate(chart["notes"]):
+        if not isinstance(note, dict):
+            raise SclError("a note is an object", path=path, field=f"notes[{i}]")
         for key in ("note_id", "annotations"):
             if key not in note:
                 raise SclError("missing", path=path, field=f"notes[{i}].{key}")
+        if not _is_id(note["note_id"]):
+            raise SclError(
+                f"note_id must be a whole number (a NOTEEVENTS ROW_ID), got {note['note_id']!r}",
+                path=path,
+                field=f"notes[{i}].note_id",
+            )
+        if not isinstance(note["annotations"], list) or not all(isinstance(a, dict) for a in note["annotations"]):
+            raise SclError("a list of annotation objects is expected", path=path, field=f"notes[{i}].annotations")
     return chart
+
+
+def _is_id(value: Any) -> bool:
+    """A whole number, or a string of digits (MDACE writes ids as numbers; hand-made files may quote them)."""
+    return (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, str) and value.isdigit())
 
 
 def _infer_diagnosis_system(charts: Iterable[dict[str, Any]]) -> CodeSystem:
@@ -150,6 +163,7 @@ def stream_noteevents(
     p = require_file(path, "NOTEEVENTS.csv")
     size = p.stat().st_size
     with (
+        reading(p),
         open(p, encoding="utf-8", newline="") as fh,
         bar(f"reading {p.name}", size, unit="bytes") as progress,
     ):

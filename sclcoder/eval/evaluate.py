@@ -21,7 +21,7 @@ from sclcoder.eval.metrics import (
     mdace_evidence_metrics,
     plausibility,
 )
-from sclcoder.files import read_jsonl
+from sclcoder.files import check_writable, read_jsonl
 from sclcoder.recipe import MdaceFilters
 
 # ---------------------------------------------------------------------------------------------- report
@@ -206,6 +206,7 @@ def run_eval(
     `filters` (categories, codes, clean-ups) apply to gold and predictions alike; faithfulness is scored
     on at most `faithfulness_pairs` (note, code) pairs when given."""
     filters = filters or MdaceFilters()
+    check_writable(output, kind="dir")
     if benchmark == "mdace":
         if mdace is None:
             raise SclError("--benchmark mdace needs the MDACE checkout and NOTEEVENTS.csv")

@@ -170,6 +170,48 @@ def _clean_prediction(doc: Document, pred: Prediction, filters: MdaceFilters) ->
     return Prediction(pred.id, pred.codes, _cleanups([tmp], filters)[0].evidence)
 
 
+# What eval and report read from a predictions line: the part of prediction.schema.json they use, so that a
+# hand-made or converted file needs only that much, and a wrong shape is one error naming line and field.
+_PREDICTION_LINE = {
+    "type": "object",
+    "required": ["id", "codes"],
+    "properties": {
+        "id": {"type": ["string", "integer"]},
+        "codes": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["code"],
+                "properties": {
+                    "code": {"type": "string"},
+                    "evidence": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "text": {"type": "string"},
+                                "begin": {"type": ["integer", "null"]},
+                                "end": {"type": ["integer", "null"]},
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+def check_prediction_line(row: dict[str, Any], path: str | PathLike[str], lineno: int) -> None:
+    """Raise one SclError (file, line, field) when a predictions line lacks what eval and report read."""
+    import jsonschema
+
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(_PREDICTION_LINE).iter_errors(row))
+    if error is not None:
+        where = ".".join(str(x) for x in error.absolute_path) or None
+        raise SclError(f"not a predictions line: {error.message}", path=path, line=lineno, field=where)
+
+
 def _document_prediction(row: dict[str, Any], gold: Gold, path: str | PathLike[str], lineno: int) -> Prediction | None:
     """A line in the generic evidence format (e.g. the authors' baselines through `data convert mdace`):
     it brings its own text and admission, so a note outside the gold notes still counts in its admission.
@@ -197,12 +239,15 @@ def predictions_jsonl(path: str | PathLike[str], gold: Gold) -> tuple[list[Predi
     by_id = {d.id: d for d in gold.docs}
     preds, matches = [], Counter()
     for lineno, row in read_jsonl(path, what="predictions file"):
-        if "id" not in row or not isinstance(row.get("codes"), list):
-            raise SclError("not a predictions line (needs id and codes)", path=path, line=lineno)
-        if isinstance(row.get("text"), str) and all(isinstance(c, str) for c in row["codes"]):
+        if (
+            isinstance(row.get("text"), str)
+            and isinstance(row.get("codes"), list)
+            and all(isinstance(c, str) for c in row["codes"])
+        ):
             if (document := _document_prediction(row, gold, path, lineno)) is not None:
                 preds.append(document)
             continue
+        check_prediction_line(row, path, lineno)
         doc = by_id.get(str(row["id"]))
         codes, evidence = set(), []
         for item in row["codes"]:
@@ -222,7 +267,9 @@ def predictions_mdace_dir(path: str | PathLike[str], gold: Gold) -> tuple[list[P
     and NOTEEVENTS.csv for notes the coders left without evidence (they count in their admission)."""
     from sclcoder.data.readers import ReadReport, mdace_annotation_files, stream_noteevents
 
-    texts = {int(d.meta.get("note_id", d.id)): d.text for d in gold.docs}
+    # MDACE notes are NOTEEVENTS ROW_IDs; a gold note with another kind of id has no MDACE prediction
+    ids = {d.id: str(d.meta.get("note_id", d.id)) for d in gold.docs}
+    texts = {int(ids[d.id]): d.text for d in gold.docs if ids[d.id].isdigit()}
     filters = gold.filters
     wanted = {c.lower() for c in filters.categories} if filters.categories is not None else None
     needed = set()

@@ -21,7 +21,8 @@ from sclcoder.data import codes as codes_mod
 from sclcoder.data.codes import CodeSystem
 from sclcoder.data.documents import read_documents, read_notes
 from sclcoder.errors import SclError, Skips
-from sclcoder.files import read_jsonl, write_text_atomic
+from sclcoder.eval.gold import check_prediction_line
+from sclcoder.files import check_writable, read_jsonl, write_text_atomic
 
 
 def _segments(text: str, marks: list[tuple[int, int, str, str]]) -> str:
@@ -56,12 +57,17 @@ def note_view(
 ) -> dict[str, Any]:
     codes = list(row["codes"]) if row else []
     predicted = {c["code"] for c in codes}
-    marks = [(e["begin"], e["end"], c["code"], "pred") for c in codes for e in c["evidence"] if e["begin"] is not None]
+
+    def placed(e: dict[str, Any]) -> bool:  # offsets that fit this note; anything else shows as unaligned
+        b, end = e.get("begin"), e.get("end")
+        return isinstance(b, int) and isinstance(end, int) and 0 <= b < end <= len(text)
+
+    marks = [(e["begin"], e["end"], c["code"], "pred") for c in codes for e in c.get("evidence", []) if placed(e)]
     marks += [(b, e, code, "gold") for b, e, code in gold_spans]
     items = []
     for c in codes:
         status = None if gold_codes is None else ("correct" if c["code"] in gold_codes else "spurious")
-        unaligned = [e["text"] for e in c["evidence"] if e["begin"] is None]
+        unaligned = [e.get("text", "") for e in c.get("evidence", []) if not placed(e)]
         items.append(
             {
                 "code": c["code"],
@@ -70,7 +76,7 @@ def note_view(
                 "problem": c.get("problem"),
                 "status": status,
                 "unaligned": unaligned,
-                "quotes": len(c["evidence"]),
+                "quotes": len(c.get("evidence", [])),
             }
         )
     for code in sorted((gold_codes or set()) - predicted):
@@ -89,7 +95,7 @@ def note_view(
         "id": note_id,
         "html": _segments(text, marks),
         "codes": items,
-        "errors": row["errors"] if row else ["no prediction for this note"],
+        "errors": [str(e) for e in row.get("errors", [])] if row else ["no prediction for this note"],
     }
 
 
@@ -117,7 +123,11 @@ def build_report(
 ) -> Path:
     """Write the audit view of `predictions` over `notes` (and `gold`, when given) to `output`."""
     system = CodeSystem.parse(code_system)
-    rows = {str(row["id"]): row for _, row in read_jsonl(predictions, what="predictions file")}
+    check_writable(output)
+    rows = {}
+    for lineno, row in read_jsonl(predictions, what="predictions file"):
+        check_prediction_line(row, predictions, lineno)
+        rows[str(row["id"])] = row
     texts = {n.id: n.text for n in read_notes(notes, Skips())}
     gold_docs = {d.id: d for d in read_documents(gold)} if gold else {}
     unknown = sorted(set(rows) - set(texts))

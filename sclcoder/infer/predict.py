@@ -12,7 +12,6 @@ so every note is written exactly once.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from os import PathLike
@@ -26,7 +25,7 @@ from sclcoder.data.codes import CodeSystem
 from sclcoder.data.documents import Note, read_notes
 from sclcoder.data.windows import Window, split_windows
 from sclcoder.errors import CodeError, SclError, Skips
-from sclcoder.files import JsonlAppender
+from sclcoder.files import JsonlAppender, check_writable, parse_json, text_lines
 from sclcoder.infer.engine import EndpointEngine, Generation, Request, VllmEngine, engine_for, predict_settings
 from sclcoder.progress import bar
 from sclcoder.recipe import PredictSection
@@ -70,20 +69,21 @@ def finished_ids(path: Path, run: dict[str, Any]) -> set[str]:
     if not path.exists():
         return set()
     done: set[str] = set()
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut by a kill; the appender trims it
-            for key in ("adapter", "prompt_version"):
-                if row.get(key) != run[key]:
-                    raise SclError(
-                        f"was written with {key} {row.get(key)!r}, this run uses {run[key]!r}",
-                        path=path,
-                        hint="write to another file, or pass --overwrite",
-                    )
-            done.add(str(row["id"]))
+    for lineno, line in text_lines(path):
+        try:
+            row = parse_json(line, path=path, line=lineno)
+        except SclError:
+            continue  # a line cut by a kill; the appender trims it
+        if not isinstance(row, dict):
+            raise SclError("not a predictions line (a JSON object)", path=path, line=lineno)
+        for key in ("adapter", "prompt_version"):
+            if row.get(key) != run[key]:
+                raise SclError(
+                    f"was written with {key} {row.get(key)!r}, this run uses {run[key]!r}",
+                    path=path,
+                    hint="write to another file, or pass --overwrite",
+                )
+        done.add(str(row["id"]))
     return done
 
 
@@ -235,7 +235,7 @@ def predict(
     windows_spec = ad.record.windows
     check_window_fits(renderer, windows_spec.max_tokens, settings)
 
-    out = Path(output)
+    out = check_writable(output)
     if overwrite and out.exists():
         out.unlink()
     run = {"model": ad.record.base_model, "adapter": str(ad.path.resolve()), "prompt_version": template.id}

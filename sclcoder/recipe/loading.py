@@ -13,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from sclcoder.errors import SclError
-from sclcoder.files import require_file
+from sclcoder.files import reading, require_file
 from sclcoder.recipe.schema import Recipe, first_error
 
 
@@ -30,7 +30,8 @@ def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
 def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     p = require_file(path, "recipe")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        with reading(p):
+            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise SclError(

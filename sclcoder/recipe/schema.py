@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from sclcoder import defaults
 from sclcoder.errors import SclError
-from sclcoder.files import require_file, resource_path
+from sclcoder.files import reading, require_file, resource_path
 
 DEFAULT_PROMPT = "prompts/evidence-coding-v2.yaml"
 """The prompt template new datasets are rendered with (older adapters keep the copy they were trained on)."""
@@ -328,10 +328,14 @@ class PredictSection(Section):
 
 def load_deepspeed_config(path: str) -> dict[str, Any]:
     p = require_file(resource_path(path), "DeepSpeed config")
+    with reading(p):
+        text = p.read_text(encoding="utf-8")
     try:
-        config = json.loads(p.read_text(encoding="utf-8"))
+        config = json.loads(text)
     except json.JSONDecodeError as exc:
         raise SclError(f"DeepSpeed config does not parse: {exc.msg}", path=p, line=exc.lineno) from None
+    except RecursionError:
+        raise SclError("DeepSpeed config nested too deeply to read", path=p) from None
     if not isinstance(config, dict):
         raise SclError("a DeepSpeed config is a JSON object", path=p)
     return config

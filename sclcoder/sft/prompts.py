@@ -18,7 +18,7 @@ import yaml
 
 from sclcoder.data.codes import CodeSystem
 from sclcoder.errors import SclError
-from sclcoder.files import require_file, resource_path
+from sclcoder.files import reading, require_file, resource_path
 from sclcoder.recipe import DEFAULT_PROMPT
 from sclcoder.sft.answer import dump_answer
 
@@ -51,9 +51,9 @@ class PromptTemplate:
 
 def load_prompt(path: str | PathLike[str] = DEFAULT_PROMPT) -> PromptTemplate:
     p = require_file(resource_path(path), "prompt template")
-    raw = p.read_text(encoding="utf-8")
     try:
-        data = yaml.safe_load(raw)
+        with reading(p):
+            data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise SclError(f"not valid YAML: {exc}", path=p) from None
     if not isinstance(data, dict):
@@ -61,6 +61,10 @@ def load_prompt(path: str | PathLike[str] = DEFAULT_PROMPT) -> PromptTemplate:
     for key in ("name", "version", "system", "user"):
         if key not in data:
             raise SclError("missing", path=p, field=key)
+        if not isinstance(data[key], (str, int, float)) or (
+            key in ("system", "user") and not isinstance(data[key], str)
+        ):
+            raise SclError("must be text", path=p, field=key)
     unknown = sorted(set(data) - {"name", "version", "system", "user"})
     if unknown:
         raise SclError(f"unknown key(s) {', '.join(unknown)}", path=p, field=unknown[0])
