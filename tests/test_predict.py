@@ -252,6 +252,37 @@ def test_model_merge_writes_a_model_that_loads_without_peft(tmp_path, tiny_adapt
     assert again.exit_code == 2 and "pass --overwrite" in again.output
 
 
+@pytest.mark.parametrize("when", ["SIGKILL once serving", "SIGTERM while loading"])
+def test_serve_leaves_no_process_behind(tmp_path, tiny_adapter, when) -> None:
+    from sclcoder.infer.engine import wait_until_ready
+    from tests.helpers import free_port
+
+    marker = f"SCLCODER_TEST_RUN=serve-{tmp_path.name}"
+    env = {**os.environ, "SCLCODER_TEST_RUN": f"serve-{tmp_path.name}"}
+    port = free_port()
+    cmd = [sys.executable, "-m", "sclcoder.cli", "serve", "--adapter", str(tiny_adapter), "--port", str(port)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(processes_with(marker)) < 2:
+            time.sleep(0.2)
+        assert len(processes_with(marker)) >= 2  # sclcoder and its vLLM server
+        if when.startswith("SIGKILL"):
+            wait_until_ready(f"http://127.0.0.1:{port}/v1", timeout=300)
+            proc.send_signal(signal.SIGKILL)
+        else:
+            time.sleep(3)
+            proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while processes_with(marker) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert processes_with(marker) == []
+    finally:
+        for pid in processes_with(marker):  # whatever happens, make test leaves nothing running
+            os.kill(pid, signal.SIGKILL)
+
+
 # ------------------------------------------------------------------------------------------- bad input
 
 

@@ -117,10 +117,25 @@ class ServerSpec:
         return cmd + list(self.extra_args)
 
 
+def _die_with(parent: int) -> None:
+    """In the child, before exec: ask Linux to send SIGTERM when the parent dies, however it dies (even
+    SIGKILL, which leaves the parent no chance to stop its children); vLLM shuts its engine down on it."""
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before the request was in place
+        os._exit(1)
+
+
 def start_server(spec: ServerSpec, log_path: str | os.PathLike[str] | None = None) -> subprocess.Popen:
-    """Start vLLM's OpenAI-compatible server as a child process (its output goes to `log_path`)."""
+    """Start vLLM's OpenAI-compatible server as a child process (its output goes to `log_path`) that does
+    not outlive this process."""
     out = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 - owned by the child
-    return subprocess.Popen(spec.command(), stdout=out, stderr=subprocess.STDOUT, env=server_env())
+    parent = os.getpid()
+    watch = (lambda: _die_with(parent)) if sys.platform == "linux" else None
+    return subprocess.Popen(spec.command(), stdout=out, stderr=subprocess.STDOUT, env=server_env(), preexec_fn=watch)
 
 
 def wait_until_ready(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 from sclcoder.artifacts import open_adapter
@@ -38,10 +39,12 @@ def server_spec(
 
 
 def serve(adapter: str | os.PathLike[str], **kwargs) -> None:  # type: ignore[no-untyped-def]
-    """Run the server in the foreground until Ctrl-C."""
+    """Run the server in the foreground until Ctrl-C or SIGTERM; the server stops with this process."""
     spec = server_spec(adapter, **kwargs)
     if spec.host not in ("127.0.0.1", "localhost", "::1"):
         console.print(f"[yellow]binding {spec.host}: anyone who can reach this machine can send notes to it[/]")
+    # SIGTERM (and Ctrl-C) become a clean stop below, even while the server is still loading
+    signal.signal(signal.SIGTERM, _stop)
     proc = start_server(spec)
     try:
         wait_until_ready(spec.base_url, proc)
@@ -53,10 +56,16 @@ def serve(adapter: str | os.PathLike[str], **kwargs) -> None:  # type: ignore[no
             f'-d \'{{"model": "{spec.lora_name}", "messages": [...]}}\'\n'
             "Ctrl-C stops it."
         )
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        while proc.poll() is None:
+            time.sleep(1.0)
+        raise SclError(f"the vLLM server stopped by itself (exit code {proc.returncode})")
     except KeyboardInterrupt:
         pass
     except SclError:
         raise
     finally:
         stop_server(proc)
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # unwinds into serve's finally, which stops the server
