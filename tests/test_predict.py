@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from sclcoder.artifacts import open_adapter
 from sclcoder.data.codes import CodeSystem
 from sclcoder.data.demo import read_demo
 from sclcoder.data.documents import Note
@@ -108,11 +110,40 @@ def test_predict_writes_one_schema_valid_line_per_note(tmp_path, demo_corpus, ti
         jsonschema.validate(row, LINE_SCHEMA)
         assert row["engine"] == "lora" and row["prompt_version"] == "evidence-coding@2"
         text = next(json.loads(x)["text"] for x in notes.read_text().splitlines() if json.loads(x)["id"] == row["id"])
+        assert row["grounding"] == "substring"  # the default: quotes and codes constrained per window
         for code in row["codes"]:
+            assert code["valid"] and code["code"] in open_adapter(tiny_adapter).record.codes
             for ev in code["evidence"]:
-                if ev["begin"] is not None:
-                    assert text[ev["begin"] : ev["end"]] == ev["text"]
+                assert ev["match"] == "exact"  # verbatim by construction, nothing to repair
+                assert text[ev["begin"] : ev["end"]] == ev["text"]
     assert report.written == 6 and report.windows == sum(len(r["windows"]) for r in rows)
+    assert sum(report.quotes.values()) == report.quotes.get("exact", 0)
+
+
+@pytest.mark.engine
+def test_the_engine_writes_only_quotes_of_the_window_and_allowed_codes(demo_corpus, tiny_adapter, vllm_engine) -> None:
+    from sclcoder.backbones import load_tokenizer
+    from sclcoder.infer.engine import Request
+    from sclcoder.infer.grounding import answer_grammar
+    from sclcoder.sft.prompts import Renderer, load_prompt
+
+    ad = open_adapter(tiny_adapter)
+    renderer = Renderer(load_tokenizer(str(ad.path)), load_prompt(ad.path / "prompt.yaml"), "icd10cm")
+    allowed = ["E66.9", "I10", "Z87.891"]  # fewer codes than the adapter knows: the grammar must narrow it
+    windows = [d.text[i : i + 400] for d in read_demo(demo_corpus, split="test")[:3] for i in (0, 600)]
+    requests = [Request(renderer.prompt_ids(w), renderer.messages(w), answer_grammar(w, allowed)) for w in windows]
+    gens = vllm_engine.generate(requests, schema=None, max_tokens=200, lora_path=str(ad.path))
+    # the tiny adapter repeats itself until it is cut, so read the quotes and codes it closed
+    item = re.compile(r'\{"evidence":\[((?:"(?:[^"\\]|\\.)*",?)+)\],"code":"([^"]*)"\}')
+    seen = 0
+    for window, gen in zip(windows, gens, strict=True):
+        assert gen.text.startswith('{"codes":[')
+        for quotes, code in item.findall(gen.text):
+            assert code in allowed
+            for quote in json.loads(f"[{quotes.rstrip(',')}]"):
+                assert quote and quote in window
+                seen += 1
+    assert seen > 0
 
 
 @pytest.mark.engine
@@ -149,8 +180,10 @@ def test_endpoint_gives_the_same_answers(tmp_path, demo_corpus, tiny_adapter, vl
     keep = ("id", "codes", "windows", "errors")
     local = [{k: r[k] for k in keep} for r in _rows(tmp_path / "local.jsonl")]
     served = [{k: r[k] for k in keep} for r in _rows(tmp_path / "remote.jsonl")]
-    assert local == served
+    assert local == served  # the per-window grammar travels to the server too
     assert {r["engine"] for r in _rows(tmp_path / "remote.jsonl")} == {"endpoint"}
+    quotes = [ev for r in served for c in r["codes"] for ev in c["evidence"]]
+    assert all(ev["match"] == "exact" for ev in quotes)
 
 
 # ------------------------------------------------------------------------------------- resumable output

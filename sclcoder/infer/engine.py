@@ -178,6 +178,8 @@ class Request:
 
     prompt_ids: list[int]
     messages: list[dict[str, str]]
+    grammar: str | None = None
+    """EBNF (xgrammar) the answer must follow; None: the batch's JSON schema."""
 
 
 @dataclass
@@ -248,12 +250,17 @@ class VllmEngine:
         from vllm.inputs import TokensPrompt
         from vllm.sampling_params import StructuredOutputsParams
 
-        params = SamplingParams(
-            temperature=temperature,
-            top_p=top_p,
-            max_tokens=max_tokens,
-            structured_outputs=StructuredOutputsParams(json=schema) if schema is not None else None,
-        )
+        def constraint(req: Request) -> StructuredOutputsParams | None:
+            if req.grammar is not None:
+                return StructuredOutputsParams(grammar=req.grammar)
+            return StructuredOutputsParams(json=schema) if schema is not None else None
+
+        params = [
+            SamplingParams(
+                temperature=temperature, top_p=top_p, max_tokens=max_tokens, structured_outputs=constraint(r)
+            )
+            for r in requests
+        ]
         outs = self.llm.generate(
             [TokensPrompt(prompt_token_ids=r.prompt_ids) for r in requests],
             params,
@@ -336,7 +343,12 @@ class EndpointEngine:
                 max_tokens=max_tokens,
                 temperature=temperature,
                 top_p=top_p,
-                **({"response_format": fmt} if fmt else {}),
+                # vLLM's server takes the per-window grammar as a structured-outputs request field
+                **(
+                    {"extra_body": {"structured_outputs": {"grammar": req.grammar}}}
+                    if req.grammar is not None
+                    else ({"response_format": fmt} if fmt else {})
+                ),
             )
             choice = resp.choices[0]
             usage = resp.usage

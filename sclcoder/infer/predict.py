@@ -27,6 +27,7 @@ from sclcoder.data.windows import Window, split_windows
 from sclcoder.errors import CodeError, SclError, Skips
 from sclcoder.files import JsonlAppender, check_writable, parse_json, text_lines
 from sclcoder.infer.engine import EndpointEngine, Generation, Request, VllmEngine, engine_for, predict_settings
+from sclcoder.infer.grounding import answer_grammar
 from sclcoder.progress import bar
 from sclcoder.recipe import PredictSection
 from sclcoder.sft.answer import answer_schema, parse_answer
@@ -246,6 +247,14 @@ def predict(
         todo = todo[:limit]
     report = PredictReport(out, already_done=len(done))
     schema = answer_schema(ad.record.codes if settings.constrain_codes else None)
+    grounded_codes = None
+    if settings.grounding == "substring":
+        # the training list, or every code of the system: either way no invalid code can be written
+        grounded_codes = (
+            ad.record.codes
+            if settings.grounded_codes == "adapter"
+            else codes_mod.all_codes(system, billable_only=False, current_only=False)
+        )
 
     def count(text: str) -> int:
         return len(tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -260,6 +269,7 @@ def predict(
     # an in-process engine either has LoRA enabled (the adapter rides on each request) or holds merged weights
     lora = str(ad.path) if isinstance(engine, VllmEngine) and engine.lora_enabled else None
     run["engine"] = "endpoint" if isinstance(engine, EndpointEngine) else ("lora" if lora else "merged")
+    run["grounding"] = settings.grounding
     try:
         with (
             JsonlAppender(out) as sink,
@@ -271,7 +281,11 @@ def predict(
                     split_windows(n.text, count, windows_spec.max_tokens, windows_spec.overlap_tokens) for n in batch
                 ]
                 requests = [
-                    Request(renderer.prompt_ids(n.text[w.begin : w.end]), renderer.messages(n.text[w.begin : w.end]))
+                    Request(
+                        renderer.prompt_ids(n.text[w.begin : w.end]),
+                        renderer.messages(n.text[w.begin : w.end]),
+                        answer_grammar(n.text[w.begin : w.end], grounded_codes) if grounded_codes else None,
+                    )
                     for n, ws in zip(batch, windows, strict=True)
                     for w in ws
                 ]
