@@ -1,5 +1,5 @@
 """`make bench`: every benchmark in one run, written to benchmarks/results.md with the machine and date.
-Order matters: bench_predict and bench_inference reuse the SCL adapter that bench_scl trains."""
+Order matters: bench_predict, bench_inference and bench_grounding reuse the SCL adapter that bench_scl trains."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 import bench_data
 import bench_eval
+import bench_grounding
 import bench_inference
 import bench_precision
 import bench_predict
@@ -29,6 +30,7 @@ def main() -> None:
         bench_scl.run()[0],
         bench_predict.run(),
         bench_inference.run(),
+        bench_grounding.run(),
     ]
     minutes = (time.perf_counter() - started) / 60
     text = "\n\n".join(
