@@ -119,8 +119,9 @@ def parse_json(text: str | bytes, *, path: str | os.PathLike[str], line: int | N
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        where = f"at column {exc.colno}" if line is not None else f"at line {exc.lineno} column {exc.colno}"
-        raise SclError(f"not valid JSON ({exc.msg} {where})", path=path, line=line) from None
+        # a JSONL line is its own line of the file; a whole JSON file reports where in it the error is
+        at = line if line is not None else exc.lineno
+        raise SclError(f"not valid JSON ({exc.msg} at column {exc.colno})", path=path, line=at) from None
     except RecursionError:
         raise SclError("JSON nested too deeply to read", path=path, line=line) from None
 

@@ -8,9 +8,11 @@ otherwise loops on whitespace until max_tokens).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -119,9 +121,8 @@ class ServerSpec:
 
 def _die_with(parent: int) -> None:
     """In the child, before exec: ask Linux to send SIGTERM when the parent dies, however it dies (even
-    SIGKILL, which leaves the parent no chance to stop its children); vLLM shuts its engine down on it."""
+    SIGKILL, which leaves the parent no chance to stop its children)."""
     import ctypes
-    import signal
 
     pr_set_pdeathsig = 1
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
@@ -130,12 +131,20 @@ def _die_with(parent: int) -> None:
 
 
 def start_server(spec: ServerSpec, log_path: str | os.PathLike[str] | None = None) -> subprocess.Popen:
-    """Start vLLM's OpenAI-compatible server as a child process (its output goes to `log_path`) that does
-    not outlive this process."""
+    """Start vLLM's OpenAI-compatible server (its output goes to `log_path`) in a process group of its own,
+    led by `sclcoder.infer.watchdog`, which Linux tells to stop when this process dies: nothing of the
+    server outlives sclcoder."""
     out = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 - owned by the child
     parent = os.getpid()
     watch = (lambda: _die_with(parent)) if sys.platform == "linux" else None
-    return subprocess.Popen(spec.command(), stdout=out, stderr=subprocess.STDOUT, env=server_env(), preexec_fn=watch)
+    return subprocess.Popen(
+        [sys.executable, "-m", "sclcoder.infer.watchdog", *spec.command()],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        env=server_env(),
+        start_new_session=True,
+        preexec_fn=watch,
+    )
 
 
 def wait_until_ready(
@@ -160,6 +169,7 @@ def wait_until_ready(
 
 
 def stop_server(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """Stop the server and everything in its process group (its watchdog escalates to SIGKILL itself)."""
     if proc.poll() is None:
         proc.terminate()
         try:
@@ -167,6 +177,8 @@ def stop_server(proc: subprocess.Popen, timeout: float = 30) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)  # stragglers of the group, if any
 
 
 # ------------------------------------------------------------------------------------ generation
