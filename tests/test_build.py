@@ -225,3 +225,26 @@ def test_not_a_dataset_dir(tmp_path: Path) -> None:
     (tmp_path / "junk" / "file.txt").write_text("x")
     with pytest.raises(SclError, match="not a dataset written by `sclcoder data build`"):
         open_dataset(tmp_path / "junk")
+
+
+def test_every_target_is_accepted_by_the_grounding_grammar_of_its_window(built, tiny_model) -> None:
+    # a target the grammar rejects would be an answer grounded decoding can never produce
+    import xgrammar
+    from xgrammar.testing import _is_grammar_accept_string as accepts
+
+    from sclcoder.infer.grounding import answer_grammar
+
+    _, ds, hf = built
+    end = Renderer(load_tokenizer(str(tiny_model)), load_prompt(), "icd10cm").end_of_turn
+    rows = [(row, ds.record.codes) for row in hf["train"]]
+    # validation notes may name codes the training split never saw: their quotes must still be reachable
+    rows += [(row, [*ds.record.codes, *row["codes"]]) for row in hf["validation"]]
+    assert len(rows) > 100
+    rejected = [
+        (row["kind"], row["completion"][:120])
+        for row, codes in rows
+        if not accepts(
+            xgrammar.Grammar.from_ebnf(answer_grammar(row["text"], codes)), row["completion"].removesuffix(end)
+        )
+    ]
+    assert rejected == []

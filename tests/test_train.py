@@ -214,7 +214,7 @@ def test_a_checkpoint_cut_by_a_kill_is_not_resumed_from(tmp_path: Path) -> None:
 
 
 def test_resume_continues_a_killed_run(tmp_path: Path, tiny_model: Path, demo_corpus: Path) -> None:
-    path = tiny_recipe(tmp_path, tiny_model, demo_corpus, max_steps=40, save_steps=4)
+    path = tiny_recipe(tmp_path, tiny_model, demo_corpus, max_steps=16, save_steps=4)
     out = tmp_path / "run"
     proc = subprocess.Popen(
         [sys.executable, "-m", "sclcoder.cli", "train", str(path)],
@@ -235,7 +235,7 @@ def test_resume_continues_a_killed_run(tmp_path: Path, tiny_model: Path, demo_co
         train(recipe)
     result = train(recipe, resume=True)
     steps = [h["step"] for h in open_adapter(result.adapter_dir).record.loss_history]
-    assert steps[-1] == 40 and killed_at < 40
+    assert steps[-1] == 16 and killed_at < 16
     assert steps == sorted(set(steps))  # the resumed run picks up after the checkpoint, no step twice
     with pytest.raises(SclError, match="holds a finished run"):
         train(recipe)

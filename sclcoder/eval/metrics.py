@@ -222,6 +222,13 @@ def _covered_tokens(doc: Document, spans: Iterable[Evidence]) -> set[int]:
     return out
 
 
+def _by_code(evidence: Iterable[Evidence]) -> dict[str, list[Evidence]]:
+    out: dict[str, list[Evidence]] = defaultdict(list)
+    for ev in evidence:
+        out[ev.code].append(ev)
+    return out
+
+
 def plausibility(gold: list[Document], predictions: Iterable[Prediction]) -> dict[str, Any]:
     """Token P/R/F1 per (note, code) with gold evidence, averaged; and evidence-span recall."""
     preds = {p.id: p for p in predictions}
@@ -233,9 +240,7 @@ def plausibility(gold: list[Document], predictions: Iterable[Prediction]) -> dic
     spans_total: Counter = Counter()
     for doc in gold:
         pred = preds.get(doc.id) or Prediction(doc.id, set())
-        pred_by_code: dict[str, list[Evidence]] = defaultdict(list)
-        for ev in pred.evidence:
-            pred_by_code[ev.code].append(ev)
+        pred_by_code = _by_code(pred.evidence)
         for code, spans in doc.evidence_by_code().items():
             gold_spans = [gs for gs in spans if gs.begin < gs.end]  # a span trimmed to nothing has no tokens
             if not gold_spans:
@@ -317,10 +322,7 @@ def match_types(gold: list[Document], predictions: Iterable[Prediction]) -> dict
     overall: Counter = Counter()
     per_code: dict[str, Counter] = defaultdict(Counter)
     for doc in gold:
-        pred = preds.get(doc.id) or Prediction(doc.id, set())
-        by_code: dict[str, list[Evidence]] = defaultdict(list)
-        for ev in pred.evidence:
-            by_code[ev.code].append(ev)
+        by_code = _by_code((preds.get(doc.id) or Prediction(doc.id, set())).evidence)
         for code, spans in doc.evidence_by_code().items():
             kind = match_type(doc, spans, by_code.get(code, []))
             overall[kind] += 1

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 
-GRACE_S = 10.0
+GRACE_S = 5.0
 
 
 def main(argv: list[str]) -> int:
