@@ -168,3 +168,14 @@ def test_random_json_to_every_line_reader(tmp_path_factory: pytest.TempPathFacto
     path.write_text(json.dumps(obj) + "\n")
     _clean_or_error(lambda: list(read_documents(path)))
     _clean_or_error(lambda: list(read_notes(path, Skips())))
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "field"),
+    [("--newlines", "sometimes", "newlines"), ("--preset", "paper-2024", "preset"), ("--icd", "11", "icd")],
+)
+def test_bad_option_values_are_one_clear_line(tmp_path: Path, option: str, value: str, field: str) -> None:
+    args = ["eval", "--benchmark", "mdace", "--mdace-dir", str(tmp_path), "--noteevents", str(tmp_path / "n.csv")]
+    result = runner.invoke(app, [*args, option, value, "-o", str(tmp_path / "o")])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
+    assert f"field '{field}'" in result.output

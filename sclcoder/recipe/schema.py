@@ -122,7 +122,11 @@ class MdaceFilters(Section):
         """A named setting of `MDACE_PRESETS`, with the values given (not None) put over it."""
         if name not in MDACE_PRESETS:
             raise SclError(f"unknown MDACE preset {name!r}; choose one of {', '.join(MDACE_PRESETS)}", field="preset")
-        return cls(**(MDACE_PRESETS[name] | {k: v for k, v in overrides.items() if v is not None}))
+        try:
+            return cls(**(MDACE_PRESETS[name] | {k: v for k, v in overrides.items() if v is not None}))
+        except ValidationError as exc:
+            err = first_error(exc)
+            raise SclError(err["msg"], field=".".join(str(x) for x in err["loc"])) from None
 
 
 MDACE_CODEABLE = ["Discharge summary", "Radiology", "Physician"]
