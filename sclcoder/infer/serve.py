@@ -61,8 +61,6 @@ def serve(adapter: str | os.PathLike[str], **kwargs) -> None:  # type: ignore[no
         raise SclError(f"the vLLM server stopped by itself (exit code {proc.returncode})")
     except KeyboardInterrupt:
         pass
-    except SclError:
-        raise
     finally:
         stop_server(proc)
 
