@@ -34,7 +34,7 @@ def _whole_word_substring(text: str, quote: str) -> bool:
     return any(text.startswith(quote, b) and b + len(quote) in bounds for b in bounds) and quote != ""
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(text=texts, data=st.data())
 def test_a_quote_is_accepted_exactly_when_it_is_whole_word_text_of_the_window(text: str, data) -> None:
     grammar = xgrammar.Grammar.from_ebnf(answer_grammar(text, CODES))
@@ -50,7 +50,7 @@ def test_a_quote_is_accepted_exactly_when_it_is_whole_word_text_of_the_window(te
         assert SuffixAutomaton(pieces).accepts(units(other)) == _whole_word_substring(text, other)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(text=texts, code=st.text(alphabet="EIZ0123456789.", min_size=1, max_size=7))
 def test_only_the_allowed_codes_are_accepted(text: str, code: str) -> None:
     grammar = xgrammar.Grammar.from_ebnf(answer_grammar(text, CODES))

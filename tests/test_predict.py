@@ -306,7 +306,7 @@ def test_serve_leaves_no_process_behind(tmp_path, tiny_adapter, when) -> None:
             assert len(processes_with(marker)) >= 3
             proc.send_signal(signal.SIGKILL)
         else:
-            time.sleep(3)
+            time.sleep(1)
             proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
         deadline = time.monotonic() + 30
