@@ -39,7 +39,7 @@ def model_merge(
     """Merge a LoRA adapter into its base model: a plain model folder vLLM or transformers load directly."""
     from sclcoder.artifacts import latest_adapter, open_adapter
     from sclcoder.files import check_writable
-    from sclcoder.infer.engine import merge_adapter
+    from sclcoder.infer.merge import merge_adapter
     from sclcoder.progress import console
 
     ad = open_adapter(adapter or latest_adapter())

@@ -23,13 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from sclcoder import defaults
-from sclcoder.artifacts import METADATA, Adapter
+from sclcoder.artifacts import Adapter
 from sclcoder.device import has_gpu, resolve_precision
 from sclcoder.endpoints import check_reachable, openai_client
 from sclcoder.errors import SclError
-from sclcoder.files import atomic_dir
+from sclcoder.infer.merge import merged_model
 from sclcoder.recipe import PredictSection
-from sclcoder.sft.prompts import PROMPT_FILE
 
 STRUCTURED_OUTPUTS = {"backend": "xgrammar", "disable_any_whitespace": True}
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
@@ -405,36 +404,6 @@ def predict_settings(
         where = ".".join(["predict", *(str(x) for x in err["loc"])])
         problem = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
         raise SclError(problem, field=where) from None
-
-
-def merge_adapter(adapter: Adapter, target: str | os.PathLike[str]) -> Path:
-    """The adapter merged into its base weights, as a plain model folder that vLLM, transformers or any
-    OpenAI-compatible server loads without sclcoder or PEFT: safetensors weights in the base model's
-    dtype, the tokenizer with its chat template, and the sclcoder record and prompt beside them."""
-    import shutil
-
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    base = AutoModelForCausalLM.from_pretrained(adapter.base_model, dtype=torch.float32)
-    dtype = base.config.dtype if isinstance(base.config.dtype, torch.dtype) else torch.float32
-    model = PeftModel.from_pretrained(base, adapter.path).merge_and_unload().to(dtype)
-    with atomic_dir(target) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        AutoTokenizer.from_pretrained(adapter.path).save_pretrained(tmp)
-        for name in (METADATA, PROMPT_FILE):
-            if (adapter.path / name).exists():
-                shutil.copy2(adapter.path / name, tmp / name)
-    return Path(target)
-
-
-def merged_model(adapter: Adapter) -> Path:
-    """The merged model predict serves on CPU, made once and kept beside the adapter."""
-    target = adapter.path / "merged"
-    if (target / "config.json").exists():
-        return target
-    return merge_adapter(adapter, target)
 
 
 def engine_for(adapter: Adapter, settings: PredictSection) -> VllmEngine:
