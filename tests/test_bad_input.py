@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from sclcoder.cli import app
 from sclcoder.data.documents import Document, read_documents, read_notes
-from sclcoder.data.readers import _load_chart, read_split
+from sclcoder.data.readers import load_chart, read_split
 from sclcoder.errors import SclError, Skips
 from sclcoder.eval.gold import check_prediction_line
 from sclcoder.files import read_jsonl
@@ -156,7 +156,7 @@ def test_random_bytes_to_every_file_reader(tmp_path_factory: pytest.TempPathFact
     _clean_or_error(lambda: list(read_documents(path)))
     _clean_or_error(lambda: list(read_notes(path, Skips())))
     _clean_or_error(lambda: read_split(path))
-    _clean_or_error(lambda: _load_chart(path))
+    _clean_or_error(lambda: load_chart(path))
 
 
 @FUZZ

@@ -101,7 +101,7 @@ def mdace_annotation_files(annotations: str | PathLike[str]) -> list[Path]:
     return files
 
 
-def _load_chart(path: Path) -> dict[str, Any]:
+def load_chart(path: Path) -> dict[str, Any]:
     with reading(path):
         text = path.read_text(encoding="utf-8")
     chart = parse_json(text, path=path)
@@ -245,7 +245,7 @@ def read_mdace(
 
     charts: list[tuple[Path, dict[str, Any]]] = []
     for path in files:
-        chart = _load_chart(path)
+        chart = load_chart(path)
         if hadm_ids is not None and int(chart["hadm_id"]) not in hadm_ids:
             continue
         charts.append((path, chart))

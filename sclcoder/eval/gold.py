@@ -7,7 +7,7 @@ authors' baselines and our models are scored by the same code.
 
 from __future__ import annotations
 
-import json
+import functools
 import os
 from collections import Counter
 from collections.abc import Callable
@@ -202,11 +202,18 @@ _PREDICTION_LINE = {
 }
 
 
+@functools.cache
+def _prediction_line_validator() -> Any:
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(_PREDICTION_LINE)
+
+
 def check_prediction_line(row: dict[str, Any], path: str | PathLike[str], lineno: int) -> None:
     """Raise one SclError (file, line, field) when a predictions line lacks what eval and report read."""
     import jsonschema
 
-    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(_PREDICTION_LINE).iter_errors(row))
+    error = jsonschema.exceptions.best_match(_prediction_line_validator().iter_errors(row))
     if error is not None:
         where = ".".join(str(x) for x in error.absolute_path) or None
         raise SclError(f"not a predictions line: {error.message}", path=path, line=lineno, field=where)
@@ -265,7 +272,7 @@ def predictions_jsonl(path: str | PathLike[str], gold: Gold) -> tuple[list[Predi
 def predictions_mdace_dir(path: str | PathLike[str], gold: Gold) -> tuple[list[Prediction], dict[str, Any]]:
     """MDACE-layout prediction JSONs (the authors' baselines), read against the notes' text: the gold notes',
     and NOTEEVENTS.csv for notes the coders left without evidence (they count in their admission)."""
-    from sclcoder.data.readers import ReadReport, mdace_annotation_files, stream_noteevents
+    from sclcoder.data.readers import ReadReport, load_chart, mdace_annotation_files, stream_noteevents
 
     # MDACE notes are NOTEEVENTS ROW_IDs; a gold note with another kind of id has no MDACE prediction
     ids = {d.id: str(d.meta.get("note_id", d.id)) for d in gold.docs}
@@ -274,15 +281,13 @@ def predictions_mdace_dir(path: str | PathLike[str], gold: Gold) -> tuple[list[P
     wanted = {c.lower() for c in filters.categories} if filters.categories is not None else None
     needed = set()
     for file in mdace_annotation_files(path):
-        for note in json.loads(file.read_text(encoding="utf-8")).get("notes", []):
+        for note in load_chart(file)["notes"]:
             in_scope = wanted is None or str(note.get("category", "")).lower() in wanted
             if in_scope and int(note["note_id"]) not in texts:
                 needed.add(int(note["note_id"]))
     if needed and gold.noteevents is not None:
-        extra = {row_id: row["TEXT"] for row_id, row in stream_noteevents(gold.noteevents, needed)}
-        if filters.newlines == "official":
-            extra = {k: t.replace("\r\n", "\n").replace("\r", "\n") for k, t in extra.items()}
-        texts.update(extra)
+        # raw TEXT: read_mdace below applies the newline policy to every text it is given
+        texts.update({row_id: row["TEXT"] for row_id, row in stream_noteevents(gold.noteevents, needed)})
     system = gold.docs[0].code_system if gold.docs else CodeSystem.ICD10CM
     report = ReadReport()
     docs = read_mdace(path, None, texts=texts, filters=filters, code_system=system, report=report, keep_empty=True)

@@ -385,18 +385,19 @@ def predict_settings(
 ) -> PredictSection:
     """The predict section of the recipe the adapter was trained with, with `overrides` (None values
     ignored) and `--set predict.KEY=VALUE` assignments put over it; a bad value is one error naming it."""
-    import yaml
     from pydantic import ValidationError
 
+    from sclcoder.recipe.loading import apply_override
     from sclcoder.recipe.schema import first_error
 
     values = dict(adapter.record.recipe.get("predict", {}))
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    for assignment in assignments:
-        key, sep, raw = assignment.partition("=")
-        if not sep or not key.strip():
-            raise SclError(f"--set expects KEY=VALUE, got {assignment!r}")
-        values[key.strip().removeprefix("predict.")] = yaml.safe_load(raw)
+    recipe = {"predict": values}
+    for assignment in assignments:  # `--set batch_size=8` and `--set predict.batch_size=8` alike
+        key = assignment.strip()
+        name, sep, _ = key.partition("=")
+        bare = sep and name.strip() and not key.startswith("predict.")
+        apply_override(recipe, f"predict.{key}" if bare else key)
     try:
         return PredictSection.model_validate(values)
     except ValidationError as exc:

@@ -48,7 +48,7 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     return _deep_merge(_read_yaml(parent_path, (*seen, p.resolve())), data)
 
 
-def _apply_override(data: dict[str, Any], assignment: str) -> None:
+def apply_override(data: dict[str, Any], assignment: str) -> None:
     key, sep, raw = assignment.partition("=")
     if not sep or not key.strip():
         raise SclError(f"--set expects KEY=VALUE, got {assignment!r}")
@@ -138,7 +138,7 @@ def load_recipe(path: str | PathLike[str], overrides: list[str] | tuple[str, ...
     p = Path(path)
     data = _read_yaml(p)
     for assignment in overrides:
-        _apply_override(data, assignment)
+        apply_override(data, assignment)
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:
