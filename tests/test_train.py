@@ -66,6 +66,33 @@ def test_labels_mask_everything_but_the_answer(tmp_path: Path, tiny_model: Path,
         assert learned.endswith(tok.eos_token) and learned.startswith('{"codes":')
 
 
+def test_scoring_only_answer_positions_leaves_loss_and_gradients_unchanged(
+    tmp_path: Path, tiny_model: Path, demo_corpus: Path, monkeypatch
+) -> None:
+    import trl.trainer.utils as trl_utils
+
+    recipe = load_recipe(tiny_recipe(tmp_path, tiny_model, demo_corpus))
+    trainer = build_trainer(recipe, ensure_dataset(recipe))
+    assert trl_utils._use_triton(torch.device("cpu"))  # build_trainer switched TRL to answer positions only
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert (batch["labels"] == -100).float().mean() > 0.3  # a prompt worth skipping
+
+    def loss_and_grads() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        trainer.model.zero_grad()
+        loss = trainer.compute_loss(trainer.model, dict(batch))
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None}
+        return loss.detach(), grads
+
+    compact_loss, compact_grads = loss_and_grads()
+    monkeypatch.setattr(trl_utils, "_use_triton", lambda device: False)  # TRL's own CPU path: every position
+    full_loss, full_grads = loss_and_grads()
+    assert compact_grads and compact_grads.keys() == full_grads.keys()
+    torch.testing.assert_close(compact_loss, full_loss, rtol=1e-5, atol=1e-6)
+    for name, grad in compact_grads.items():
+        torch.testing.assert_close(grad, full_grads[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
 def test_the_train_section_is_sftconfig_by_name(tmp_path: Path, tiny_model: Path, demo_corpus: Path) -> None:
     from dataclasses import fields
 

@@ -224,6 +224,25 @@ def load_model(recipe: Recipe) -> Any:
     return AutoModelForCausalLM.from_pretrained(resolve_model(recipe.model.model_name_or_path), **kwargs)
 
 
+def score_supervised_positions_only() -> None:
+    """Make TRL's fused LM head project only the answer tokens on CPU, as it already does on GPUs.
+
+    TRL 1.16 scores every position off Triton devices, so that tile shapes stay fixed for graph compilers
+    (Neuron). On CPU nothing is compiled and the prompt's ~70% of positions only cost time: one LoRA step of
+    the demo recipe took 1.5x as long (benchmarks/results.md). The loss is the same either way (tested)."""
+    import trl.trainer.utils as trl_utils
+
+    upstream = getattr(trl_utils, "_use_triton", None)
+    if upstream is None or getattr(upstream, "sclcoder", False):
+        return  # another TRL layout (pinned out), or already done
+
+    def compact(device: Any) -> bool:
+        return device.type == "cpu" or upstream(device)
+
+    compact.sclcoder = True  # type: ignore[attr-defined]
+    trl_utils._use_triton = compact
+
+
 def lora_config(recipe: Recipe) -> Any:
     from peft import LoraConfig
 
@@ -285,6 +304,7 @@ def build_trainer(recipe: Recipe, dataset: BuiltDataset, precision: Precision | 
     # the model (optionally 4/8-bit) and the LoRA adapter TRL wraps around it
     model = load_model(recipe)
     peft_config = lora_config(recipe)
+    score_supervised_positions_only()
 
     trainer = SFTTrainer(
         model=model,
