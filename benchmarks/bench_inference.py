@@ -15,6 +15,7 @@ from sclcoder.device import cpu_info
 
 AVX2 = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 NOTES = 4  # bf16 weights on AVX2 decode about one demo note a minute
+SPLIT_NOTES = 12  # for the prefill/decode split: ~100 windows
 
 
 def _probe(adapter: str, notes: str, dtype: str, out: str) -> dict[str, float]:
@@ -29,6 +30,92 @@ def _probe(adapter: str, notes: str, dtype: str, out: str) -> dict[str, float]:
     report = predict(notes, out, adapter=adapter, settings=settings, engine=engine, overwrite=True, limit=NOTES)
     valid = 1 - report.invalid_answers / max(1, report.windows)
     return {"notes_per_s": report.notes_per_second, "tok_per_s": report.tokens_per_second, "valid": valid}
+
+
+def _split_probe(adapter: str, notes: str) -> dict[str, float]:
+    """Runs inside the child: where predict's time goes on the windows of SPLIT_NOTES notes, and what the
+    alternative engine (transformers) needs for the prefill alone, the lower bound of its generate."""
+    import time
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from sclcoder.artifacts import open_adapter
+    from sclcoder.data.documents import read_documents
+    from sclcoder.data.windows import split_windows
+    from sclcoder.device import resolve_precision
+    from sclcoder.infer.engine import Request, engine_for, predict_settings
+    from sclcoder.infer.grounding import answer_grammar
+    from sclcoder.infer.merge import merged_model
+    from sclcoder.infer.predict import adapter_prompt
+    from sclcoder.sft.prompts import Renderer
+
+    ad = open_adapter(adapter)
+    settings = predict_settings(ad)
+    engine = engine_for(ad, settings)
+    tokenizer = engine.llm.get_tokenizer()
+    renderer = Renderer(tokenizer, adapter_prompt(ad, None, False), ad.record.code_system)
+
+    def count(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    docs = list(read_documents(notes))[:SPLIT_NOTES]
+    w = ad.record.windows
+    cuts = [(d.text, split_windows(d.text, count, w.max_tokens, w.overlap_tokens)) for d in docs]
+    chunks = [text[x.begin : x.end] for text, windows in cuts for x in windows]
+    prompts = [renderer.prompt_ids(c) for c in chunks]
+    engine.generate([Request(prompts[0], [])], schema=None, max_tokens=2)  # warm-up
+    start = time.perf_counter()
+    engine.generate([Request(p, []) for p in prompts], schema=None, max_tokens=1)
+    prefill = time.perf_counter() - start
+    requests = [Request(p, [], answer_grammar(c, ad.record.codes)) for p, c in zip(prompts, chunks, strict=True)]
+    start = time.perf_counter()
+    gens = engine.generate(requests, schema=None, max_tokens=settings.max_new_tokens)
+    whole = time.perf_counter() - start
+    engine.close()
+
+    dtype = {"bfloat16": torch.bfloat16, "float32": torch.float32}[resolve_precision(settings.dtype).dtype]
+    model = AutoModelForCausalLM.from_pretrained(merged_model(ad), dtype=dtype).eval()
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for i in range(0, len(prompts), settings.batch_size):
+            batch = prompts[i : i + settings.batch_size]
+            width = max(map(len, batch))
+            ids = torch.tensor([[pad] * (width - len(p)) + p for p in batch])  # left-padded, as generate does
+            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch])
+            model(input_ids=ids, attention_mask=mask, logits_to_keep=1)
+    hf_prefill = time.perf_counter() - start
+    return {
+        "windows": len(chunks),
+        "prompt_tokens": sum(map(len, prompts)),
+        "generated": sum(g.completion_tokens for g in gens),
+        "prefill_s": prefill,
+        "whole_s": whole,
+        "hf_prefill_s": hf_prefill,
+    }
+
+
+def split_rows(adapter: Path, notes: Path) -> list[list[object]]:
+    rows = []
+    for where, env in (("this CPU", {}), ("capped to AVX2", AVX2)):
+        args = ", ".join(repr(str(x.resolve())) for x in (adapter, notes))
+        r = in_child(f"bench_inference._split_probe({args})", {**env, "VLLM_ENABLE_V1_MULTIPROCESSING": "0"})
+        flops = 2 * 106e6 * r["prompt_tokens"] / r["prefill_s"] / 1e9  # non-embedding weights of SmolLM2-135M
+        rows.append(
+            [
+                where,
+                r["windows"],
+                f"{r['prompt_tokens'] / r['windows']:.0f} / {r['generated'] / r['windows']:.0f}",
+                f"{r['prefill_s']:.1f}",
+                f"{r['whole_s']:.1f}",
+                f"{100 * r['prefill_s'] / r['whole_s']:.0f}%",
+                f"{flops:.0f}",
+                f"{r['hf_prefill_s']:.1f}",
+                f"**{r['hf_prefill_s'] / r['whole_s']:.2f}x**",
+            ]
+        )
+    return rows
 
 
 def measure(dtype: str, in_process: bool, env: dict[str, str], adapter: Path, notes: Path) -> dict[str, float]:
@@ -68,6 +155,7 @@ def run(adapter_dir: Path = RUNS / "scl" / "run", notes: Path = RUNS / "scl" / "
         return f"**{results[a]['notes_per_s'] / results[b]['notes_per_s']:.2f}x**"
 
     here = "bfloat16" if cpu_info().native_bf16 else "float32"  # what `auto` serves on this CPU as it is
+    split = split_rows(adapter_dir, notes)
     return "\n".join(
         [
             f"## Inference path on CPU: vLLM dtype and engine placement ({NOTES} demo test notes, 2 cores)",
@@ -84,6 +172,27 @@ def run(adapter_dir: Path = RUNS / "scl" / "run", notes: Path = RUNS / "scl" / "
             f"{ratio(('capped to AVX2', 'float32', True), ('capped to AVX2', 'float32', False))}, "
             f"this CPU float32 {ratio(('this CPU', 'float32', True), ('this CPU', 'float32', False))}, "
             f"this CPU bfloat16 {ratio(('this CPU', 'bfloat16', True), ('this CPU', 'bfloat16', False))}.",
+            "",
+            f"Where predict's time goes, on the windows of {SPLIT_NOTES} demo test notes (dtype `auto`, engine in "
+            "process, grounded decoding): vLLM with max_tokens=1 (prefill only) against the whole answer, and "
+            "transformers' forward over the same prompts (batches of predict's batch_size, left-padded, logits of "
+            "the last position only), which any transformers `generate` + xgrammar path must pay before its "
+            "first token:",
+            "",
+            table(
+                [
+                    "CPU",
+                    "windows",
+                    "prompt / answer tokens per window",
+                    "vLLM prefill s",
+                    "vLLM whole s",
+                    "prefill share",
+                    "prefill GFLOP/s",
+                    "transformers prefill s",
+                    "transformers prefill / vLLM whole",
+                ],
+                split,
+            ),
         ]
     )
 

@@ -88,6 +88,11 @@ class AdapterRecord(Record):
     tokens_seen: int = 0
     """Tokens (prompt + completion, padding excluded) the optimizer saw, as TRL counted them."""
     pad_share: float = 0.0
+    empty_answer_share: float = 0.0
+    """Share of the examples drawn whose answer is "no codes"."""
+    all_empty_batch_share: float = 0.0
+    """Share of the batches drawn made only of "no codes" answers (each one a whole optimizer step on them)."""
+    batches_drawn: int = 0
     loss_history: list[dict[str, float]] = []
 
 

@@ -96,6 +96,8 @@ def run_demo(
         "precision": adapter_record.precision.model_dump() if adapter_record.precision else None,
         "train_tokens_per_second": adapter_record.tokens_seen / train_seconds if train_seconds else 0.0,
         "train_pad_share": adapter_record.pad_share,
+        "train_empty_answer_share": adapter_record.empty_answer_share,
+        "train_all_empty_batch_share": adapter_record.all_empty_batch_share,
         "stage_seconds": clock.seconds,
         "total_seconds": sum(clock.seconds.values()),
         "train_tokens": built.stats["train"]["tokens"],
@@ -132,7 +134,11 @@ def print_summary(report: dict[str, Any]) -> None:
             f"{report['negated_mentions']['coded_anyway']} of "
             f"{report['negated_mentions']['conditions_mentioned_only_negated']}",
         ),
-        ("training tokens (vs document-only SFT)", f"{d['train_tokens']:,} ({d['token_cost_vs_document_sft']:.2f}x)"),
+        ("tokens trained on (prompt + answer, no padding)", f"{d['train_tokens_seen']:,}"),
+        (
+            '"no codes" answers / batches of only those',
+            f"{100 * d['train_empty_answer_share']:.0f}% / {100 * d['train_all_empty_batch_share']:.0f}%",
+        ),
     ]
     rows += [
         ("machine", d["machine"]),

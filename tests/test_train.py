@@ -66,6 +66,27 @@ def test_labels_mask_everything_but_the_answer(tmp_path: Path, tiny_model: Path,
         assert learned.endswith(tok.eos_token) and learned.startswith('{"codes":')
 
 
+def test_batches_made_only_of_empty_answers_are_counted(tmp_path: Path, tiny_model: Path, demo_corpus: Path) -> None:
+    recipe = load_recipe(tiny_recipe(tmp_path, tiny_model, demo_corpus))
+    trainer = build_trainer(recipe, ensure_dataset(recipe))
+    counter, tok = trainer.data_collator, trainer.processing_class
+    rows = list(trainer.train_dataset)
+
+    def answer(row: dict) -> str:
+        return tok.decode([t for t, label in zip(row["input_ids"], row["labels"], strict=True) if label != -100])
+
+    empty = [r for r in rows if answer(r).startswith('{"codes":[]}')]
+    coded = [r for r in rows if not answer(r).startswith('{"codes":[]}')]
+    assert len(empty) >= 3 and coded
+    counter(empty[:2])
+    counter([empty[2], coded[0]])
+    counter(coded[:1])
+    stats = counter.stats()
+    assert stats["batches_drawn"] == 3
+    assert stats["all_empty_batch_share"] == round(1 / 3, 4)
+    assert stats["empty_answer_share"] == round(3 / 5, 4)
+
+
 def test_scoring_only_answer_positions_leaves_loss_and_gradients_unchanged(
     tmp_path: Path, tiny_model: Path, demo_corpus: Path, monkeypatch
 ) -> None:

@@ -187,9 +187,9 @@ def _stats_table(stats: dict, path: Path) -> None:
     base = stats["document_only_sft"]
     console.print(
         f"codes covered: {stats['codes_covered']}   notes: {stats['notes']['train']} train, "
-        f"{stats['notes']['validation']} validation   document-only SFT on the same notes: "
-        f"{base['tokens']} tokens -> this mixture costs "
-        f"[bold]{stats['token_cost_vs_document_sft']:.2f}x[/] of it"
+        f"{stats['notes']['validation']} validation   dataset tokens: "
+        f"{stats['token_cost_vs_document_sft']:.2f}x those of document-only SFT on the same notes ({base['tokens']}); "
+        "what training costs is the optimizer's tokens and time (the adapter's sclcoder.json)"
     )
     syn = stats.get("synthesis") or {}
     if syn.get("teacher", {}).get("skipped"):

@@ -1,5 +1,5 @@
 """What training tells a log: a line per logging step (step/total, loss, learning rate, tokens/s, share of
-padding, ETA) when no terminal shows HF's bar, and the padding count kept for the adapter record."""
+padding, ETA) when no terminal shows HF's bar, and the batch counts kept for the adapter record."""
 
 from __future__ import annotations
 
@@ -11,15 +11,42 @@ from transformers import TrainerCallback
 from sclcoder.progress import duration, interactive, say
 
 
-class PaddingCounter:
-    """Wraps the data collator to count real and padded tokens of every batch the trainer draws."""
+def answer_ids(feature: dict[str, Any]) -> list[int] | None:
+    """The tokens a tokenized example is trained on (TRL folds the completion mask into `labels`)."""
+    if "labels" in feature:
+        return [int(t) for t, label in zip(feature["input_ids"], feature["labels"], strict=True) if label != -100]
+    if "completion_mask" in feature:
+        return [int(t) for t, m in zip(feature["input_ids"], feature["completion_mask"], strict=True) if m]
+    return None
 
-    def __init__(self, collator: Any) -> None:
+
+class BatchCounter:
+    """Wraps the data collator to count, in every batch the trainer draws, real and padded tokens and the
+    examples whose answer is the empty one ("no codes").
+
+    Batches made only of empty answers matter: TRL averages the loss over a batch's answer tokens, so such a
+    batch spends a whole optimizer step on "answer nothing". An order that gathers them (length grouping puts
+    the short empty answers together) can teach a model to code nothing at all."""
+
+    def __init__(self, collator: Any, empty_answer_ids: list[int] | None = None) -> None:
         self.collator = collator
+        self.empty_answer_ids = empty_answer_ids
         self.real = 0
         self.padded = 0
+        self.examples = 0
+        self.empty_examples = 0
+        self.batches = 0
+        self.all_empty_batches = 0
+
+    def _is_empty(self, feature: dict[str, Any]) -> bool:
+        return self.empty_answer_ids is not None and answer_ids(feature) == self.empty_answer_ids
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        empty = sum(self._is_empty(f) for f in features)
+        self.examples += len(features)
+        self.empty_examples += empty
+        self.batches += 1
+        self.all_empty_batches += bool(features) and empty == len(features)
         batch = self.collator(features)
         mask = batch.get("attention_mask")
         if mask is None:  # padding-free batches: every position is a real token
@@ -34,11 +61,20 @@ class PaddingCounter:
     def pad_share(self) -> float:
         return 1.0 - self.real / self.padded if self.padded else 0.0
 
+    def stats(self) -> dict[str, float]:
+        """For the adapter record: shares over every batch drawn (a resumed run counts from its restart)."""
+        return {
+            "pad_share": round(self.pad_share, 4),
+            "empty_answer_share": round(self.empty_examples / self.examples, 4) if self.examples else 0.0,
+            "all_empty_batch_share": round(self.all_empty_batches / self.batches, 4) if self.batches else 0.0,
+            "batches_drawn": self.batches,
+        }
+
 
 class TrainingProgress(TrainerCallback):
     """Plain progress lines on the main process; silent on a terminal, where HF's own bar runs."""
 
-    def __init__(self, padding: PaddingCounter | None = None) -> None:
+    def __init__(self, padding: BatchCounter | None = None) -> None:
         self.padding = padding
         self.started = 0.0
         self.first_step = 0

@@ -224,6 +224,18 @@ def load_model(recipe: Recipe) -> Any:
     return AutoModelForCausalLM.from_pretrained(resolve_model(recipe.model.model_name_or_path), **kwargs)
 
 
+def empty_answer_ids(rows: Any, tokenized: Any) -> list[int] | None:
+    """The token ids TRL trains for the empty answer ("no codes"), read off the first such example."""
+    from sclcoder.sft.answer import dump_answer, make_answer
+    from sclcoder.train.callbacks import answer_ids
+
+    empty = dump_answer(make_answer([]))
+    for i, completion in enumerate(rows["completion"]):
+        if completion.startswith(empty):  # the answer, then the end-of-turn token
+            return answer_ids(tokenized[i])
+    return None
+
+
 def score_supervised_positions_only() -> None:
     """Make TRL's fused LM head project only the answer tokens on CPU, as it already does on GPUs.
 
@@ -315,10 +327,10 @@ def build_trainer(recipe: Recipe, dataset: BuiltDataset, precision: Precision | 
         peft_config=peft_config,
     )
 
-    # progress lines for piped logs, and the share of padding in what the optimizer saw
-    from sclcoder.train.callbacks import PaddingCounter, TrainingProgress
+    # progress lines for piped logs, and the shares of padding and of "no codes" answers the optimizer saw
+    from sclcoder.train.callbacks import BatchCounter, TrainingProgress
 
-    trainer.data_collator = PaddingCounter(trainer.data_collator)
+    trainer.data_collator = BatchCounter(trainer.data_collator, empty_answer_ids(train_set, trainer.train_dataset))
     trainer.add_callback(TrainingProgress(trainer.data_collator))
     if not interactive():
         from transformers import PrinterCallback
@@ -401,7 +413,7 @@ def adapter_metadata(
         metrics=metrics,
         # tokens trained on as TRL counted them up to the last logging step: a fair basis for throughput
         tokens_seen=int(history[-1].get("num_tokens", 0)) if history else 0,
-        pad_share=round(getattr(trainer.data_collator, "pad_share", 0.0), 4),
+        **trainer.data_collator.stats(),
         loss_history=[{"step": h["step"], "loss": h["loss"]} for h in history],
     )
     return record.model_dump(mode="json")
