@@ -93,6 +93,8 @@ class AdapterRecord(Record):
     all_empty_batch_share: float = 0.0
     """Share of the batches drawn made only of "no codes" answers (each one a whole optimizer step on them)."""
     batches_drawn: int = 0
+    task_eval: dict[str, Any] | None = None
+    """Validation scores along the way and the step kept (recipe section task_eval; sclcoder.selection)."""
     loss_history: list[dict[str, float]] = []
 
 

@@ -50,8 +50,8 @@ def run_demo(
     from sclcoder.eval.report import build_report
     from sclcoder.infer.predict import predict
     from sclcoder.recipe import load_recipe
+    from sclcoder.selection import train_and_select
     from sclcoder.sft.build import build_dataset
-    from sclcoder.train.trainer import train
 
     root = Path(out)
     clock = StageClock()
@@ -74,7 +74,7 @@ def run_demo(
     with clock.stage("build SCL dataset"):
         built = build_dataset(recipe, root / "run" / "dataset")
     with clock.stage("train (LoRA, CPU)"):
-        result = train(recipe, overwrite=True)
+        result = train_and_select(recipe, overwrite=True)
     adapter_record = open_adapter(result.adapter_dir).record
     with clock.stage("predict (vLLM)"):
         preds_path = root / "predictions.jsonl"

@@ -16,7 +16,7 @@ LAYERS = [
     {"train"},
     {"infer"},
     {"eval"},
-    {"pipeline", "cli"},
+    {"selection", "pipeline", "cli"},
 ]
 
 
@@ -69,7 +69,7 @@ def test_every_stage_is_a_package_with_its_modules() -> None:
         },
         "sft": {"prompts", "answer", "examples", "teacher", "build"},
         "train": {"trainer", "plan", "callbacks"},
-        "infer": {"engine", "predict", "serve", "grounding", "watchdog", "merge"},
+        "infer": {"engine", "predict", "serve", "grounding", "watchdog", "merge", "local"},
         "eval": {"metrics", "faithfulness", "gold", "evaluate", "report"},
     }.items():
         present = {p.stem for p in (PACKAGE / stage).glob("*.py")} - {"__init__"}

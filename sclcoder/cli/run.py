@@ -75,9 +75,10 @@ def train_cmd(
         print_plan(plan_training(loaded, devices=devices, for_device=for_device))
         return
     from sclcoder.progress import console
-    from sclcoder.train.trainer import is_main_process, train
+    from sclcoder.selection import train_and_select
+    from sclcoder.train.trainer import is_main_process
 
-    result = train(loaded, resume=resume, overwrite=overwrite)
+    result = train_and_select(loaded, resume=resume, overwrite=overwrite)
     if not is_main_process():
         return  # under a launcher, rank 0 speaks for the run
     loss = result.metrics.get("train_loss")

@@ -145,6 +145,12 @@ def gold_jsonl(path: str | PathLike[str], benchmark: str = "jsonl", filters: Mda
     )
 
 
+def gold_documents(docs: list[Document], benchmark: str, **where: Any) -> Gold:
+    """Gold from documents in memory (the validation notes of a recipe), scored note by note."""
+    filters = MdaceFilters()
+    return Gold(benchmark, _cleanups(docs, filters), _settings(filters, grouping="note", **where))
+
+
 def gold_demo(corpus: str | PathLike[str] = defaults.DEMO_CORPUS, filters: MdaceFilters | None = None) -> Gold:
     from sclcoder.data.demo import read_demo
 

@@ -214,7 +214,7 @@ def predict(
     *,
     adapter: str | PathLike[str],
     settings: PredictSection | None = None,
-    engine: VllmEngine | EndpointEngine | None = None,
+    engine: VllmEngine | EndpointEngine | Any | None = None,
     endpoint: str | None = None,
     endpoint_model: str | None = None,
     prompt: str | None = None,
@@ -268,7 +268,10 @@ def predict(
         engine = EndpointEngine(endpoint, endpoint_model or "adapter") if endpoint else engine_for(ad, settings)
     # an in-process engine either has LoRA enabled (the adapter rides on each request) or holds merged weights
     lora = str(ad.path) if isinstance(engine, VllmEngine) and engine.lora_enabled else None
-    run["engine"] = "endpoint" if isinstance(engine, EndpointEngine) else ("lora" if lora else "merged")
+    if isinstance(engine, VllmEngine):
+        run["engine"] = "lora" if lora else "merged"
+    else:  # an endpoint, or a model in memory (sclcoder.infer.local during training)
+        run["engine"] = "endpoint" if isinstance(engine, EndpointEngine) else "transformers"
     run["grounding"] = settings.grounding
     try:
         with (

@@ -356,6 +356,20 @@ def load_deepspeed_config(path: str) -> dict[str, Any]:
     return config
 
 
+class TaskEvalSection(Section):
+    """Validation with the task's own metrics while training: every `eval_steps` optimizer steps the adapter
+    as it stands codes the validation notes (constrained as `predict` decodes) and is scored; with
+    `load_best_model_at_end` the adapter saved is the best one by `metric_for_best_model`. Eval loss alone
+    does not say whether a model codes: a model answering "no codes" everywhere has a low one."""
+
+    eval_steps: PositiveInt | None = None
+    """Off when unset. The last step is always scored too."""
+    max_notes: PositiveInt | None = None
+    """Score the first N validation notes (all when unset); each scoring decodes every window of them."""
+    metric_for_best_model: Literal["codes_micro_f1", "codes_macro_f1", "evidence_token_f1"] = "codes_micro_f1"
+    load_best_model_at_end: bool = True
+
+
 class Recipe(Section):
     name: str | None = None
     description: str | None = None
@@ -368,6 +382,7 @@ class Recipe(Section):
     deepspeed: str | None = None
     """DeepSpeed JSON, e.g. recipes/deepspeed/zero3.json."""
     predict: PredictSection = PredictSection()
+    task_eval: TaskEvalSection = TaskEvalSection()
 
     def deepspeed_config(self) -> dict[str, Any] | None:
         if self.deepspeed is None:

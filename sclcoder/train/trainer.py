@@ -15,7 +15,7 @@ import importlib.util
 import logging
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -339,8 +339,13 @@ def build_trainer(recipe: Recipe, dataset: BuiltDataset, precision: Precision | 
     return trainer
 
 
-def train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> TrainResult:
-    """Fine-tune the recipe's model on its dataset and save the adapter (see the module docstring)."""
+def train(
+    recipe: Recipe, *, resume: bool = False, overwrite: bool = False, callbacks: Sequence[Any] = ()
+) -> TrainResult:
+    """Fine-tune the recipe's model on its dataset and save the adapter (see the module docstring).
+
+    `callbacks` are TrainerCallbacks added to the trainer; one with a `bind(writer)` method is handed the
+    AdapterWriter, to save the adapter as it stands midway (sclcoder.selection scores it so)."""
     check_output_dir(recipe, resume=resume, overwrite=overwrite)
     check_quantization(recipe)
     if recipe.train.torch_threads:
@@ -363,6 +368,11 @@ def train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> T
     init_process_group(recipe)
     dataset = ensure_dataset(recipe)
     trainer = build_trainer(recipe, dataset, precision)
+    writer = AdapterWriter(trainer, recipe, dataset, precision)
+    for callback in callbacks:
+        if hasattr(callback, "bind"):
+            callback.bind(writer)
+        trainer.add_callback(callback)
 
     # train, continuing from the last checkpoint with --resume
     result = trainer.train(
@@ -372,19 +382,34 @@ def train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> T
     if trainer.eval_dataset is not None and recipe.train.eval_strategy != "no":
         metrics.update(trainer.evaluate())
 
-    # save the adapter, and what predict and eval need to trust it, in one atomic step
-    out = adapter_dir(recipe)
-    staging = out.parent / ".adapter-staging"
-    trainer.save_model(str(staging))  # every rank takes part: ZeRO-3 gathers the weights here
-    if trainer.is_world_process_zero():
-        with atomic_dir(out) as tmp:
-            for item in staging.iterdir():
-                shutil.move(str(item), tmp / item.name)
-            trainer.processing_class.save_pretrained(tmp)
-            shutil.copyfile(dataset.path / PROMPT_FILE, tmp / PROMPT_FILE)
-            write_json_atomic(tmp / METADATA, adapter_metadata(recipe, dataset, metrics, trainer, precision))
-        shutil.rmtree(staging, ignore_errors=True)
+    out = writer.write(adapter_dir(recipe), metrics)
     return TrainResult(out, metrics)
+
+
+class AdapterWriter:
+    """Saves the adapter as it stands, with what predict and eval need to trust it, in one atomic step:
+    at the end of training, and midway for a callback that scores it."""
+
+    def __init__(self, trainer: Any, recipe: Recipe, dataset: BuiltDataset, precision: Precision) -> None:
+        self.trainer = trainer
+        self.recipe = recipe
+        self.dataset = dataset
+        self.precision = precision
+
+    def write(self, out: Path, metrics: dict[str, Any]) -> Path:
+        trainer = self.trainer
+        staging = out.parent / f".{out.name}-staging"
+        trainer.save_model(str(staging))  # every rank takes part: ZeRO-3 gathers the weights here
+        if trainer.is_world_process_zero():
+            with atomic_dir(out) as tmp:
+                for item in staging.iterdir():
+                    shutil.move(str(item), tmp / item.name)
+                trainer.processing_class.save_pretrained(tmp)
+                shutil.copyfile(self.dataset.path / PROMPT_FILE, tmp / PROMPT_FILE)
+                record = adapter_metadata(self.recipe, self.dataset, metrics, trainer, self.precision)
+                write_json_atomic(tmp / METADATA, record)
+            shutil.rmtree(staging, ignore_errors=True)
+        return out
 
 
 def adapter_metadata(

@@ -1,0 +1,87 @@
+"""transformers' `generate` as an engine for a model already in memory: the model being trained, scored on
+the validation notes with the task's own metrics (sclcoder.selection). The answers are constrained exactly
+as vLLM constrains them (xgrammar: the per-window grammar of grounded decoding, or the JSON schema without
+free whitespace), greedy, so a checkpoint scores here as `predict` would score it.
+
+vLLM stays the engine of `predict`: on CPU its prefill alone is ~1.6x faster than transformers' forward on
+the same prompts (benchmarks/results.md), and it batches continuously."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sclcoder.infer.engine import Generation, Request
+
+
+class TransformersEngine:
+    """Greedy, constrained decoding with `model.generate`, in batches of left-padded prompts."""
+
+    lora_enabled = False  # the model in memory already carries its adapter
+
+    def __init__(self, model: Any, tokenizer: Any, *, batch_size: int = 16) -> None:
+        import xgrammar
+
+        self.model = model
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        vocab = model.config.get_text_config().vocab_size
+        self.compiler = xgrammar.GrammarCompiler(xgrammar.TokenizerInfo.from_huggingface(tokenizer, vocab_size=vocab))
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    def _grammar(self, request: Request, schema: dict | None) -> Any:
+        if request.grammar is not None:
+            return self.compiler.compile_grammar(request.grammar)
+        if schema is not None:
+            return self.compiler.compile_json_schema(json.dumps(schema), any_whitespace=False)
+        return None
+
+    def generate(
+        self,
+        requests: list[Request],
+        *,
+        schema: dict | None,
+        max_tokens: int,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        lora_path: str | None = None,
+    ) -> list[Generation]:
+        import torch
+        from xgrammar.contrib.hf import LogitsProcessor
+
+        if temperature > 0:
+            raise ValueError("TransformersEngine decodes greedily (temperature 0), as validation needs")
+        device = next(self.model.parameters()).device
+        was_training = self.model.training
+        self.model.eval()
+        out: list[Generation] = []
+        try:
+            for i in range(0, len(requests), self.batch_size):
+                batch = requests[i : i + self.batch_size]
+                grammars = [self._grammar(r, schema) for r in batch]
+                if any(g is None for g in grammars) and not all(g is None for g in grammars):
+                    raise ValueError("a batch mixes constrained and free requests")
+                width = max(len(r.prompt_ids) for r in batch)
+                ids = torch.tensor([[self.pad_id] * (width - len(r.prompt_ids)) + r.prompt_ids for r in batch])
+                mask = torch.tensor([[0] * (width - len(r.prompt_ids)) + [1] * len(r.prompt_ids) for r in batch])
+                with torch.no_grad():
+                    generated = self.model.generate(
+                        input_ids=ids.to(device),
+                        attention_mask=mask.to(device),
+                        max_new_tokens=max_tokens,
+                        do_sample=False,
+                        logits_processor=[LogitsProcessor(grammars)] if grammars[0] is not None else None,
+                        pad_token_id=self.pad_id,
+                        eos_token_id=self.tokenizer.eos_token_id,
+                    )
+                for r, row in zip(batch, generated[:, width:].tolist(), strict=True):
+                    stop = self.tokenizer.eos_token_id in row
+                    answer = row[: row.index(self.tokenizer.eos_token_id)] if stop else row
+                    text = self.tokenizer.decode(answer, skip_special_tokens=True)
+                    out.append(Generation(text, len(r.prompt_ids), len(answer) + stop, "stop" if stop else "length"))
+        finally:
+            self.model.train(was_training)
+        return out
+
+    def close(self) -> None:
+        """Nothing to stop: the model belongs to the caller."""

@@ -1,0 +1,162 @@
+"""Choosing the adapter by the task's own metrics (recipe section `task_eval`).
+
+Every `task_eval.eval_steps` optimizer steps the adapter as it stands is saved under
+OUTPUT_DIR/task-eval/step-N, codes the validation notes through `predict` (the model in memory, decoded by
+transformers with the same constraints vLLM applies) and is scored by `evaluate`: codes micro and macro F1
+and evidence token F1. With `load_best_model_at_end` the adapter left in OUTPUT_DIR/adapter is the best one
+by `metric_for_best_model`, ties going to the earlier step. The scores of every step are kept in
+task-eval/history.json and in the adapter record, and a resumed run carries on with them.
+
+It composes training, inference and evaluation, so it sits above all three (as pipeline and cli do).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from sclcoder.artifacts import METADATA, open_adapter
+from sclcoder.errors import SclError
+from sclcoder.files import atomic_dir, write_json_atomic
+from sclcoder.progress import say
+from sclcoder.recipe import Recipe
+from sclcoder.train.trainer import TrainResult, train
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))  # files this module wrote itself
+
+
+METRICS: dict[str, Callable[[dict[str, Any]], float]] = {
+    "codes_micro_f1": lambda r: r["codes"]["micro"]["f1"],
+    "codes_macro_f1": lambda r: r["codes"]["macro_over_gold_codes"]["f1"],
+    "evidence_token_f1": lambda r: r["evidence_mdace"]["token_position_independent"]["f1"],
+}
+WINDOWS_PER_BATCH = 16
+
+
+def task_eval_dir(recipe: Recipe) -> Path:
+    return Path(recipe.train.output_dir) / "task-eval"
+
+
+class TaskEval(TrainerCallback):
+    """Scores the adapter on the validation notes every `eval_steps` steps and at the last step."""
+
+    def __init__(self, recipe: Recipe, notes: Path, gold: Any) -> None:
+        self.recipe = recipe
+        self.notes = notes
+        self.gold = gold
+        self.folder = task_eval_dir(recipe)
+        self.writer: Any = None
+        history_file = self.folder / "history.json"
+        self.history: list[dict[str, Any]] = read_json(history_file) if history_file.exists() else []
+
+    def bind(self, writer: Any) -> None:
+        self.writer = writer
+
+    @property
+    def metric(self) -> str:
+        return self.recipe.task_eval.metric_for_best_model
+
+    def best(self) -> dict[str, Any] | None:
+        # the earliest of equal scores: fewer steps for the same result
+        return max(self.history, key=lambda h: (h[self.metric], -h["step"]), default=None)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        step, every = state.global_step, self.recipe.task_eval.eval_steps or 0
+        if (step % every and step != state.max_steps) or any(h["step"] == step for h in self.history):
+            return
+        self.score(step, kwargs["model"], kwargs["processing_class"])
+
+    def score(self, step: int, model: Any, tokenizer: Any) -> None:
+        from sclcoder.eval.evaluate import evaluate
+        from sclcoder.eval.gold import load_predictions
+        from sclcoder.infer.engine import predict_settings
+        from sclcoder.infer.local import TransformersEngine
+        from sclcoder.infer.predict import predict
+
+        started = time.perf_counter()
+        adapter = self.writer.write(self.folder / f"step-{step}", {"step": step})
+        ad = open_adapter(adapter)
+        settings = predict_settings(ad)
+        preds_path = self.folder / f"step-{step}.predictions.jsonl"
+        engine = TransformersEngine(model, tokenizer, batch_size=WINDOWS_PER_BATCH)
+        predict(self.notes, preds_path, adapter=adapter, settings=settings, engine=engine, overwrite=True)
+        preds, info = load_predictions(preds_path, self.gold)
+        report = evaluate(self.gold, preds, info, seen_codes=set(ad.record.codes))
+        row = {"step": step, **{name: round(read(report), 4) for name, read in METRICS.items()}}
+        row["seconds"] = round(time.perf_counter() - started, 1)
+        self.history.append(row)
+        write_json_atomic(self.folder / "history.json", self.history)
+        say(
+            f"task eval step {step}: codes micro F1 {100 * row['codes_micro_f1']:.1f} | macro F1 "
+            f"{100 * row['codes_macro_f1']:.1f} | evidence token F1 {100 * row['evidence_token_f1']:.1f} "
+            f"({len(preds)} validation notes, {row['seconds']:.0f} s)"
+        )
+        self.prune(keep={step})
+
+    def prune(self, keep: set[int]) -> None:
+        """Adapters of steps that are neither the best so far nor kept on purpose go (disk, on large models)."""
+        best = self.best()
+        keep = keep | ({best["step"]} if best else set())
+        for h in self.history:
+            if h["step"] not in keep:
+                shutil.rmtree(self.folder / f"step-{h['step']}", ignore_errors=True)
+
+
+def validation_notes(recipe: Recipe, folder: Path) -> tuple[Path, Any]:
+    """The validation notes scored at each step (the first task_eval.max_notes), as notes JSONL and gold."""
+    from sclcoder.data.documents import write_documents
+    from sclcoder.eval.gold import gold_documents
+    from sclcoder.sft.build import load_notes
+
+    _, docs = load_notes(recipe.data)
+    docs = docs[: recipe.task_eval.max_notes]
+    if not docs:
+        raise SclError("task_eval needs validation notes; the recipe has none", field="task_eval.eval_steps")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "validation-notes.jsonl"
+    write_documents(path, docs)
+    return path, gold_documents(docs, "validation", notes=len(docs))
+
+
+def train_and_select(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> TrainResult:
+    """`sclcoder train`: train; with task_eval.eval_steps set, score the adapter along the way and keep the
+    best one (see the module docstring)."""
+    if not recipe.task_eval.eval_steps:
+        return train(recipe, resume=resume, overwrite=overwrite)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise SclError(
+            "task_eval scores the adapter in one process; run it without a launcher or unset eval_steps",
+            field="task_eval.eval_steps",
+        )
+    folder = task_eval_dir(recipe)
+    if not resume:
+        shutil.rmtree(folder, ignore_errors=True)  # scores of an earlier run do not belong to this one
+    notes, gold = validation_notes(recipe, folder)
+    callback = TaskEval(recipe, notes, gold)
+    result = train(recipe, resume=resume, overwrite=overwrite, callbacks=[callback])
+    best, last = callback.best(), max(h["step"] for h in callback.history)
+    chosen = best["step"] if best and recipe.task_eval.load_best_model_at_end else last
+    record = read_json(result.adapter_dir / METADATA)
+    if chosen != last:
+        with atomic_dir(result.adapter_dir) as tmp:  # the best step's adapter, under the run's record
+            for item in (folder / f"step-{chosen}").iterdir():
+                shutil.copy2(item, tmp / item.name) if item.is_file() else shutil.copytree(item, tmp / item.name)
+            record = read_json(tmp / METADATA) | {"metrics": record["metrics"]}
+    record["task_eval"] = {"metric": callback.metric, "selected_step": chosen, "history": callback.history}
+    write_json_atomic(result.adapter_dir / METADATA, record)
+    callback.prune(keep={chosen})
+    if best:
+        say(
+            f"task eval: the adapter is step {chosen}'s ({callback.metric} {100 * best[callback.metric]:.1f} at "
+            f"step {best['step']}; last step {last})"
+        )
+    return TrainResult(result.adapter_dir, result.metrics)

@@ -1,0 +1,94 @@
+"""Task metrics on the validation notes while training, and the adapter chosen by them (sclcoder.selection),
+with the real trainer (TRL + PEFT) and transformers' constrained decoding on a tiny random Llama."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from safetensors.torch import load_file
+
+from sclcoder.artifacts import open_adapter
+from sclcoder.errors import SclError
+from sclcoder.recipe import load_recipe
+from sclcoder.selection import METRICS, train_and_select
+from tests.helpers import tiny_recipe
+
+
+def _with_task_eval(path: Path, **task_eval) -> Path:
+    recipe = yaml.safe_load(path.read_text())
+    recipe["task_eval"] = task_eval
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def test_the_adapter_kept_is_the_best_scored_step(tmp_path: Path, tiny_model: Path, demo_corpus: Path) -> None:
+    path = tiny_recipe(tmp_path, tiny_model, demo_corpus, max_steps=4, save_steps=2)
+    recipe = load_recipe(_with_task_eval(path, eval_steps=2, max_notes=3))
+    result = train_and_select(recipe, overwrite=True)
+
+    record = open_adapter(result.adapter_dir).record
+    history = record.task_eval["history"]
+    assert [h["step"] for h in history] == [2, 4]
+    assert all(0.0 <= h[m] <= 1.0 for h in history for m in METRICS)
+    best = max(history, key=lambda h: (h["codes_micro_f1"], -h["step"]))  # ties go to the earlier step
+    assert record.task_eval["selected_step"] == best["step"]
+    folder = Path(recipe.train.output_dir) / "task-eval"
+    assert json.loads((folder / "history.json").read_text()) == history
+    kept = load_file(folder / f"step-{best['step']}" / "adapter_model.safetensors")
+    final = load_file(result.adapter_dir / "adapter_model.safetensors")
+    assert kept.keys() == final.keys() and all((kept[k] == final[k]).all() for k in kept)
+
+    for step in (2, 4):  # each step coded the 3 validation notes, constrained as predict constrains
+        rows = [json.loads(x) for x in (folder / f"step-{step}.predictions.jsonl").read_text().splitlines()]
+        assert len(rows) == 3 and {r["engine"] for r in rows} == {"transformers"}
+        for r in rows:  # a random model may ramble until max_new_tokens; every answer it finished is valid
+            cut = {e.split(":")[0] for e in r["errors"] if "cut at max_new_tokens" in e}
+            assert all(w["answer_valid"] or f"window {i}" in cut for i, w in enumerate(r["windows"]))
+        assert all(e["match"] == "exact" for r in rows for c in r["codes"] for e in c["evidence"])
+
+
+def test_task_eval_without_validation_notes_is_one_clear_error(
+    tmp_path: Path, tiny_model: Path, demo_corpus: Path
+) -> None:
+    path = tiny_recipe(tmp_path, tiny_model, demo_corpus, max_steps=2)
+    recipe = yaml.safe_load(_with_task_eval(path, eval_steps=1).read_text())
+    recipe["data"]["validation"] = []
+    recipe["data"]["validation_fraction"] = 0.0
+    path.write_text(yaml.safe_dump(recipe))
+    with pytest.raises(SclError, match="validation notes") as err:
+        train_and_select(load_recipe(path), overwrite=True)
+    assert err.value.field == "task_eval.eval_steps"
+
+
+def test_an_earlier_better_step_replaces_the_last_one(
+    tmp_path: Path, tiny_model: Path, demo_corpus: Path, monkeypatch
+) -> None:
+    import sclcoder.selection as selection
+
+    # the scores are made to fall with the steps, so that the swap to an earlier adapter must happen
+    monkeypatch.setitem(selection.METRICS, "codes_micro_f1", lambda report: 1.0 / (1 + len(selection_steps)))
+    selection_steps: list[int] = []
+    original = selection.TaskEval.score
+
+    def score(self, step, model, tokenizer):  # type: ignore[no-untyped-def]
+        original(self, step, model, tokenizer)
+        selection_steps.append(step)
+
+    monkeypatch.setattr(selection.TaskEval, "score", score)
+    path = tiny_recipe(tmp_path, tiny_model, demo_corpus, max_steps=2, save_steps=1)
+    recipe = load_recipe(_with_task_eval(path, eval_steps=1, max_notes=1))
+    result = train_and_select(recipe, overwrite=True)
+
+    record = open_adapter(result.adapter_dir).record
+    assert [h["codes_micro_f1"] for h in record.task_eval["history"]] == [1.0, 0.5]
+    assert record.task_eval["selected_step"] == 1
+    final = load_file(result.adapter_dir / "adapter_model.safetensors")
+    step1 = load_file(Path(recipe.train.output_dir) / "task-eval" / "step-1" / "adapter_model.safetensors")
+    last = load_file(Path(recipe.train.output_dir) / "checkpoint-2" / "adapter_model.safetensors")
+    assert all((final[k] == step1[k]).all() for k in step1)
+    assert any((final[k] != last[k]).any() for k in last)  # not the weights training ended with
+    assert "train_runtime" in record.metrics  # the run's own metrics, not those of the midway save
+    assert not (Path(recipe.train.output_dir) / "task-eval" / "step-2").exists()  # only the kept one stays
