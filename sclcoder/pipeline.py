@@ -43,11 +43,12 @@ def run_demo(
     """Run the whole demo into `out`; returns the evaluation report plus stage timings."""
     from sclcoder.artifacts import open_adapter
     from sclcoder.backbones import resolve_model
-    from sclcoder.data.demo import ensure_demo, read_demo
+    from sclcoder.data.demo import UNSEEN_SPLIT, ensure_demo, read_demo
     from sclcoder.data.documents import write_documents
     from sclcoder.eval.evaluate import evaluate, write_report
     from sclcoder.eval.gold import gold_demo, load_predictions
     from sclcoder.eval.report import build_report
+    from sclcoder.infer.engine import engine_for, predict_settings
     from sclcoder.infer.predict import predict
     from sclcoder.recipe import load_recipe
     from sclcoder.selection import train_and_select
@@ -67,8 +68,9 @@ def run_demo(
     recipe = load_recipe(recipe_path, sets)
     with clock.stage("demo corpus"):
         ensure_demo(corpus)
-        test_notes = root / "test-notes.jsonl"
+        test_notes, unseen_notes = root / "test-notes.jsonl", root / "test-unseen-notes.jsonl"
         write_documents(test_notes, read_demo(corpus, split="test"))
+        write_documents(unseen_notes, read_demo(corpus, split=UNSEEN_SPLIT))
     with clock.stage("prepare the base model"):
         resolve_model(recipe.model.model_name_or_path)
     with clock.stage("build SCL dataset"):
@@ -77,13 +79,22 @@ def run_demo(
         result = train_and_select(recipe, overwrite=True)
     adapter_record = open_adapter(result.adapter_dir).record
     with clock.stage("predict (vLLM)"):
-        preds_path = root / "predictions.jsonl"
-        pred_report = predict(test_notes, preds_path, adapter=result.adapter_dir, overwrite=True)
+        # both test splits through one engine (its start-up is paid once)
+        preds_path, unseen_preds = root / "predictions.jsonl", root / "predictions-unseen.jsonl"
+        engine = engine_for(open_adapter(result.adapter_dir), predict_settings(open_adapter(result.adapter_dir)))
+        try:
+            pred_report = predict(test_notes, preds_path, adapter=result.adapter_dir, engine=engine, overwrite=True)
+            predict(unseen_notes, unseen_preds, adapter=result.adapter_dir, engine=engine, overwrite=True)
+        finally:
+            engine.close()
     with clock.stage("evaluate"):
-        gold = gold_demo(corpus)
-        preds, info = load_predictions(preds_path, gold)
-        report = evaluate(gold, preds, info, seen_codes=set(adapter_record.codes))
-        write_report(report, root / "eval")
+        reports = {}
+        for split, path, folder in (("test", preds_path, "eval"), (UNSEEN_SPLIT, unseen_preds, "eval-unseen")):
+            gold = gold_demo(corpus, split=split)
+            preds, info = load_predictions(path, gold)
+            reports[split] = evaluate(gold, preds, info, seen_codes=set(adapter_record.codes))
+            write_report(reports[split], root / folder)
+        report, unseen = reports["test"], reports[UNSEEN_SPLIT]
     with clock.stage("audit view"):
         build_report(preds_path, test_notes, root / "report.html", gold=test_notes)
     aligned = report["predictions"]["evidence_alignment"]
@@ -105,6 +116,13 @@ def run_demo(
         "token_cost_vs_document_sft": built.stats["token_cost_vs_document_sft"],
         "train_loss": result.metrics.get("train_loss"),
         "predict_notes_per_second": pred_report.notes_per_second,
+        "unseen_phrases": {
+            "notes": unseen["gold"]["notes"],
+            "codes_micro_f1": unseen["codes"]["micro"]["f1"],
+            "codes_macro_f1": unseen["codes"]["macro_over_gold_codes"]["f1"],
+            "evidence_pi_token_f1": unseen["evidence_mdace"]["token_position_independent"]["f1"],
+            "report": str(root / "eval-unseen" / "report.json"),
+        },
         "evidence_aligned_share": placed / max(1, sum(aligned.values())),
         "outputs": {
             "adapter": str(result.adapter_dir),
@@ -129,6 +147,13 @@ def print_summary(report: dict[str, Any]) -> None:
         ("codes macro F1 (over gold codes)", f"{100 * c['macro_over_gold_codes']['f1']:.1f}"),
         ("evidence PI token F1 (MDACE)", f"{100 * e['token_position_independent']['f1']:.1f}"),
         ("evidence aligned to the note", f"{100 * d['evidence_aligned_share']:.1f}%"),
+        (
+            f"phrase-disjoint test ({d['unseen_phrases']['notes']} notes): micro / macro / evidence F1",
+            " / ".join(
+                f"{100 * d['unseen_phrases'][k]:.1f}"
+                for k in ("codes_micro_f1", "codes_macro_f1", "evidence_pi_token_f1")
+            ),
+        ),
         (
             "negated-only conditions coded",
             f"{report['negated_mentions']['coded_anyway']} of "

@@ -11,7 +11,7 @@ import pytest
 
 from sclcoder.data import codes
 from sclcoder.data.conditions import BY_CODE, CONDITIONS
-from sclcoder.data.demo import demo_paths, ensure_demo, generate_demo, read_demo
+from sclcoder.data.demo import SPLITS, UNSEEN_SHARE, UNSEEN_SPLIT, demo_paths, ensure_demo, generate_demo, read_demo
 from sclcoder.data.readers import ReadReport, read_mdace
 from sclcoder.errors import SclError
 from tests.helpers import DEMO_CHARTS
@@ -35,12 +35,17 @@ def test_every_demo_code_is_a_current_billable_icd10cm_code() -> None:
         assert info is not None and info.billable and info.current, cond.code
 
 
+def _names(code: str, split: str) -> set[str]:
+    cond = BY_CODE[code]
+    return {n.lower() for n in (cond.unseen_names if split == UNSEEN_SPLIT else cond.names)}
+
+
 def test_annotations_quote_condition_names(demo_corpus: Path) -> None:
-    docs = read_demo(demo_corpus, all_categories=True)
+    docs = [(s, d) for s in SPLITS for d in read_demo(demo_corpus, split=s, all_categories=True)]
     spans = 0
-    for doc in docs:
+    for split, doc in docs:
         for ev in doc.evidence:
-            names = {n.lower() for n in BY_CODE[ev.code].names}
+            names = _names(ev.code, split)
             assert doc.quote(ev).lower() in names, (doc.id, ev)
             spans += 1
         # descriptions in the annotation files come from the package data, not from us
@@ -52,6 +57,7 @@ def test_annotations_quote_condition_names(demo_corpus: Path) -> None:
 
 
 def test_negated_mentions_are_present_but_never_coded(demo_corpus: Path) -> None:
+    split_of = {d.id: s for s in SPLITS for d in read_demo(demo_corpus, split=s, all_categories=True)}
     docs = {d.id: d for d in read_demo(demo_corpus, all_categories=True)}
     negated = [json.loads(line) for line in (demo_corpus / "negated_mentions.jsonl").read_text().splitlines()]
     assert len(negated) > 50
@@ -59,7 +65,7 @@ def test_negated_mentions_are_present_but_never_coded(demo_corpus: Path) -> None
     for item in negated:
         doc = docs[str(item["note_id"])]
         mention = doc.text[item["begin"] : item["end"]]
-        assert mention.lower() in {n.lower() for n in BY_CODE[item["code"]].names}
+        assert mention.lower() in _names(item["code"], split_of[doc.id])
         assert item["code"] not in doc.codes  # the condition is not coded anywhere in the note
         sentence = doc.text[max(0, doc.text.rfind("\n", 0, item["begin"])) : doc.text.find("\n", item["end"])]
         assert cues.search(sentence), sentence
@@ -79,13 +85,37 @@ def test_read_through_the_mdace_reader_with_splits(demo_corpus: Path) -> None:
     ann, noteevents, _ = demo_paths(demo_corpus)
     report = ReadReport()
     all_docs = read_mdace(ann, noteevents, report=report)  # the defaults: every category
-    per_split = {s: read_demo(demo_corpus, split=s, all_categories=True) for s in ("train", "val", "test")}
+    per_split = {s: read_demo(demo_corpus, split=s, all_categories=True) for s in SPLITS}
     assert sum(len(v) for v in per_split.values()) == len(all_docs)
     hadm = [{d.meta["hadm_id"] for d in v} for v in per_split.values()]
-    assert not (hadm[0] & hadm[1]) and not (hadm[0] & hadm[2]) and not (hadm[1] & hadm[2])
+    assert all(not (a & b) for i, a in enumerate(hadm) for b in hadm[i + 1 :])
     discharge = read_demo(demo_corpus)
     assert all(d.meta["category"] == "Discharge summary" for d in discharge)
-    assert len(discharge) == DEMO_CHARTS and len(all_docs) > DEMO_CHARTS  # some admissions carry a radiology report
+    unseen = len(read_demo(demo_corpus, split=UNSEEN_SPLIT))
+    assert unseen == round(UNSEEN_SHARE * DEMO_CHARTS) and len(discharge) == DEMO_CHARTS + unseen
+    assert len(all_docs) > len(discharge)  # some admissions carry a radiology report
+
+
+def test_the_unseen_split_is_phrase_disjoint_and_the_test_split_is_not(demo_corpus: Path) -> None:
+    def evidence(split: str) -> set[str]:
+        return {
+            d.quote(ev).casefold()
+            for d in read_demo(demo_corpus, split=split, all_categories=True)
+            for ev in d.evidence
+        }
+
+    train, val = (read_demo(demo_corpus, split=s, all_categories=True) for s in ("train", "val"))
+    training = "\n".join(d.text for d in train + val).casefold()
+
+    def in_training(phrase: str) -> bool:
+        return re.search(rf"(?<!\w){re.escape(phrase)}(?!\w)", training) is not None
+
+    unseen, seen = evidence(UNSEEN_SPLIT), evidence("test")
+    assert len(unseen) >= 30 and not [p for p in unseen if in_training(p)]
+    assert all(in_training(p) for p in seen)  # the other test split shares its phrasing with training
+    manifest = json.loads((demo_corpus / "demo.json").read_text())
+    assert manifest["unseen_phrase_overlap"] == {"evidence_strings": len(unseen), "in_training_notes": 0}
+    assert {ev.code for d in read_demo(demo_corpus, split=UNSEEN_SPLIT) for ev in d.evidence} <= set(BY_CODE)
 
 
 def test_ensure_demo_generates_once_and_never_overwrites_a_different_corpus(tmp_path: Path) -> None:
@@ -95,7 +125,7 @@ def test_ensure_demo_generates_once_and_never_overwrites_a_different_corpus(tmp_
     assert (root / "NOTEEVENTS.csv").stat().st_mtime_ns == stamp
     with pytest.raises(SclError, match="12 charts with seed 2"):
         ensure_demo(root, n_charts=30, seed=2)
-    assert len(read_demo(root)) == 12
+    assert len(read_demo(root)) == 12 + 1  # and one phrase-disjoint admission
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
     with pytest.raises(SclError, match="not a demo corpus"):

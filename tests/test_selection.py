@@ -20,6 +20,7 @@ from tests.helpers import tiny_recipe
 def _with_task_eval(path: Path, **task_eval) -> Path:
     recipe = yaml.safe_load(path.read_text())
     recipe["task_eval"] = task_eval
+    recipe["predict"] = {"max_new_tokens": 64}  # a random model rambles; every window would decode 512 tokens
     path.write_text(yaml.safe_dump(recipe))
     return path
 

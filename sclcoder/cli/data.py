@@ -121,7 +121,9 @@ def convert_mimic4(
 def convert_demo(
     corpus: Annotated[Path, typer.Option(help="Directory written by `sclcoder data demo`.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Generic evidence JSONL to write.")],
-    split: Annotated[str | None, typer.Option(help="train, val or test (default: all).")] = None,
+    split: Annotated[
+        str | None, typer.Option(help="train, val, test or test-unseen (phrase-disjoint); default: all.")
+    ] = None,
     all_categories: Annotated[bool, typer.Option(help="Also keep the radiology reports.")] = False,
 ) -> None:
     """The demo corpus, read through the MDACE reader -> generic evidence JSONL."""

@@ -58,6 +58,7 @@ def eval_cmd(
     merge_adjacent: MergeOpt = None,
     newlines: NewlinesOpt = None,
     corpus: Annotated[Path, typer.Option(help="Demo corpus directory (demo).")] = Path(defaults.DEMO_CORPUS),
+    demo_split: Annotated[str, typer.Option(help="Demo test split: test, or test-unseen (phrase-disjoint).")] = "test",
     faithfulness: Annotated[
         bool, typer.Option(help="Also score sufficiency/comprehensiveness (needs --adapter).")
     ] = False,
@@ -84,6 +85,7 @@ def eval_cmd(
         else None,
         filters=mdace_filters(preset, category, diagnoses_only, trim, merge_adjacent, newlines),
         corpus=corpus,
+        demo_split=demo_split,
         faithfulness_pairs=faithfulness_pairs if faithfulness else None,
     )
     _report_table(report, output)

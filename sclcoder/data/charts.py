@@ -8,6 +8,7 @@ byte; a change to that order is a change of the corpus (bump `demo.GENERATOR_VER
 
 from __future__ import annotations
 
+import contextvars
 import random
 from dataclasses import dataclass
 
@@ -93,12 +94,26 @@ _EXAM = (
 )
 
 
+# Which surface forms mentions draw from: a chart of the phrase-disjoint test split words every condition
+# only with its `unseen_names`, which no other chart uses. Set for one write_chart call, read by _mention.
+_UNSEEN_PHRASES = contextvars.ContextVar("unseen_phrases", default=False)
+
+
 def _mention(rng: random.Random, cond: Condition) -> str:
-    return rng.choice(cond.names)
+    return rng.choice(cond.unseen_names if _UNSEEN_PHRASES.get() else cond.names)
 
 
-def write_chart(rng: random.Random) -> list[ChartNote]:
-    """One discharge summary (and sometimes a radiology report) with annotated spans, section by section."""
+def write_chart(rng: random.Random, *, unseen_phrases: bool = False) -> list[ChartNote]:
+    """One discharge summary (and sometimes a radiology report) with annotated spans, section by section;
+    with `unseen_phrases`, every mention uses the conditions' held-out surface forms."""
+    token = _UNSEEN_PHRASES.set(unseen_phrases)
+    try:
+        return _write_chart(rng)
+    finally:
+        _UNSEEN_PHRASES.reset(token)
+
+
+def _write_chart(rng: random.Random) -> list[ChartNote]:
     p = sample_patient(rng)
     t = _Text()
     for section in (_header, _present_illness, _past_history, _social_and_family, _exam_and_results):

@@ -18,6 +18,7 @@ class Condition:
     code: str
     names: tuple[str, ...]
     acute: bool
+    unseen_names: tuple[str, ...] = ()
     meds: tuple[str, ...] = ()
     complaint: tuple[str, ...] = ()
     course: tuple[str, ...] = ()
@@ -35,6 +36,8 @@ class _ConditionSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     code: str
     names: list[str] = Field(min_length=1)
+    unseen_names: list[str] = Field(min_length=1)
+    """Surface forms used only in the phrase-disjoint test split, never in the other splits."""
     acute: bool
     meds: list[str] = []
     complaint: list[str] = []
@@ -66,6 +69,9 @@ def load_conditions(text: str | None = None) -> tuple[tuple[Condition, ...], lis
         for c in spec.conditions
     )
     known = [c.code for c in conditions]
+    shared = [(c.code, n) for c in conditions for n in c.unseen_names if n.lower() in {m.lower() for m in c.names}]
+    if shared:
+        raise SclError(f"{shared[0][1]!r} of {shared[0][0]} is both a seen and an unseen name", path=CONDITIONS_FILE)
     duplicated = {code for code in known if known.count(code) > 1}
     unknown = [code for code in [*spec.prevalence, *spec.companions, *spec.companions.values()] if code not in known]
     if duplicated or unknown:

@@ -8,12 +8,19 @@ the very same MDACE reader a user runs on real data:
 
     OUT/data/Inpatient/ICD-10/1.0/<hadm_id>-ICD-10.json   annotations, one file per admission
     OUT/NOTEEVENTS.csv                                     note text, joined on ROW_ID = note_id
-    OUT/splits/demo-{train,val,test}.csv                   HADM ids per split
+    OUT/splits/demo-{train,val,test,test-unseen}.csv       HADM ids per split
+    OUT/demo.json                                          generator version, size, seed, phrase overlap
     OUT/negated_mentions.jsonl                             negated or family mentions (not coded)
 
 Generation is deterministic for a seed. Phrasing varies along several axes (synonyms and abbreviations
 per condition, sentence templates, section order details, which sections mention a condition, filler
 findings) so that memorising a template is not enough.
+
+Two test splits: `test` holds out admissions but shares the surface forms of training (every condition is
+named from one list), and `test-unseen` (phrase-disjoint) names every condition only with forms no other
+split uses (`unseen_names` in demo_conditions.yaml), so that a model must code what it has not read
+verbatim. demo.json records how many of its evidence strings occur in the training and validation notes:
+0 by construction, checked at generation.
 """
 
 from __future__ import annotations
@@ -21,22 +28,27 @@ from __future__ import annotations
 import csv
 import json
 import random
+import re
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
+from typing import Any
 
 from sclcoder import defaults
 from sclcoder.data import codes as codes_mod
 from sclcoder.data.charts import write_chart
 from sclcoder.data.codes import CodeSystem
+from sclcoder.data.conditions import CONDITIONS_FILE
 from sclcoder.data.documents import Document
 from sclcoder.data.readers import DISCHARGE, ReadReport, read_mdace
 from sclcoder.errors import SclError
 from sclcoder.files import atomic_dir
 from sclcoder.recipe.schema import MdaceFilters
 
-SPLITS = ("train", "val", "test")
-GENERATOR_VERSION = 2  # bump when the generator changes: corpora written by another version are rebuilt
+SPLITS = ("train", "val", "test", "test-unseen")
+UNSEEN_SPLIT = "test-unseen"
+UNSEEN_SHARE = 0.05  # of the corpus's admission count, written on top of it (train/val/test stay as they are)
+GENERATOR_VERSION = 3  # bump when the generator changes: corpora written by another version are rebuilt
 DEMO_ANNOTATIONS = Path("data/Inpatient/ICD-10/1.0")
 
 
@@ -54,14 +66,16 @@ def generate_demo(
     out_dir: str | PathLike[str], *, n_charts: int = defaults.DEMO_CHARTS, seed: int = defaults.DEMO_SEED
 ) -> DemoSummary:
     """Write the demo corpus in MDACE layout (atomically: an existing corpus is replaced whole)."""
-    rng = random.Random(seed)
+    rng, unseen_rng = random.Random(seed), random.Random(seed + 2)
     charts, texts, negations = [], [], []
     n_notes = n_spans = 0
     codes_seen: set[str] = set()
-    for i in range(n_charts):
+    n_unseen = max(1, round(UNSEEN_SHARE * n_charts))
+    for i in range(n_charts + n_unseen):
         hadm_id, note_id = 300000 + i, 5_000_000 + 10 * i
         chart = {"hadm_id": hadm_id, "comment": "", "notes": []}
-        for nid, note in enumerate(write_chart(rng), start=note_id):
+        written = write_chart(rng) if i < n_charts else write_chart(unseen_rng, unseen_phrases=True)
+        for nid, note in enumerate(written, start=note_id):
             texts.append((nid, hadm_id, note.category, note.description, note.text))
             negations.extend({"note_id": nid, "begin": b, "end": e, "code": c} for b, e, c in note.negated)
             n_notes += 1
@@ -87,14 +101,18 @@ def generate_demo(
             codes_seen |= {code for _, _, code in note.spans}
         charts.append(chart)
 
-    order = [c["hadm_id"] for c in charts]
+    order = [c["hadm_id"] for c in charts[:n_charts]]
     random.Random(seed + 1).shuffle(order)
     n_test = n_val = max(1, round(0.15 * n_charts))
     split_ids = {
         "test": order[:n_test],
         "val": order[n_test : n_test + n_val],
         "train": order[n_test + n_val :],
+        UNSEEN_SPLIT: [c["hadm_id"] for c in charts[n_charts:]],
     }
+    overlap = phrase_overlap(texts, charts, split_ids)
+    if overlap["shared"]:
+        raise SclError(f"unseen surface forms occur in training notes: {overlap['shared'][:5]}", path=CONDITIONS_FILE)
 
     with atomic_dir(out_dir) as tmp:
         ann_dir = tmp / DEMO_ANNOTATIONS
@@ -115,7 +133,12 @@ def generate_demo(
             (tmp / "splits" / f"demo-{name}.csv").write_text(
                 "".join(f"{h}\n" for h in sorted(split_ids[name])), encoding="utf-8"
             )
-        manifest = {"generator_version": GENERATOR_VERSION, "charts": n_charts, "seed": seed}
+        manifest = {
+            "generator_version": GENERATOR_VERSION,
+            "charts": n_charts,
+            "seed": seed,
+            "unseen_phrase_overlap": {k: overlap[k] for k in ("evidence_strings", "in_training_notes")},
+        }
         (tmp / "demo.json").write_text(json.dumps(manifest) + "\n", encoding="utf-8")
         (tmp / "README.md").write_text(
             f"Synthetic sclcoder demo corpus (seed {seed}, {n_charts} admissions). Not patient data.\n"
@@ -126,6 +149,28 @@ def generate_demo(
     return DemoSummary(
         Path(out_dir), n_charts, n_notes, n_spans, len(codes_seen), {k: len(v) for k, v in split_ids.items()}
     )
+
+
+def phrase_overlap(
+    texts: list[tuple[int, int, str, str, str]], charts: list[dict], split_ids: dict[str, list[int]]
+) -> dict[str, Any]:
+    """The distinct evidence strings of the phrase-disjoint split (case-folded) and those of them found as
+    whole words in any train or validation note."""
+    seen_hadm = set(split_ids["train"]) | set(split_ids["val"])
+    training = "\n".join(body for _, hadm, _, _, body in texts if hadm in seen_hadm).casefold()
+    body_of = {nid: body for nid, _, _, _, body in texts}
+    unseen = set(split_ids[UNSEEN_SPLIT])
+    strings = sorted(
+        {
+            body_of[n["note_id"]][a["begin"] : a["end"]].casefold()
+            for c in charts
+            if c["hadm_id"] in unseen
+            for n in c["notes"]
+            for a in n["annotations"]
+        }
+    )
+    shared = [x for x in strings if re.search(rf"(?<!\w){re.escape(x)}(?!\w)", training)]
+    return {"evidence_strings": len(strings), "in_training_notes": len(shared), "shared": shared}
 
 
 def demo_paths(corpus: str | PathLike[str]) -> tuple[Path, Path, Path]:
@@ -170,7 +215,7 @@ def ensure_demo(
         have = json.loads((root / "demo.json").read_text())
     except (OSError, json.JSONDecodeError):
         have = None
-    if have == want:
+    if isinstance(have, dict) and {k: have.get(k) for k in want} == want:
         return root
     if have and have.get("generator_version") == GENERATOR_VERSION:
         raise SclError(

@@ -200,6 +200,7 @@ def run_eval(
     mdace: MdaceLocation | None = None,
     filters: MdaceFilters | None = None,
     corpus: str | PathLike[str] = defaults.DEMO_CORPUS,
+    demo_split: str = "test",
     faithfulness_pairs: int | None = None,
 ) -> dict[str, Any]:
     """The whole `sclcoder eval`: gold, predictions (made first with `adapter`), metrics, report files.
@@ -216,7 +217,7 @@ def run_eval(
             raise SclError(f"--benchmark {benchmark} needs --gold GOLD.jsonl")
         g = gold_jsonl(gold, benchmark, filters)
     elif benchmark == "demo":
-        g = gold_demo(corpus, filters)
+        g = gold_demo(corpus, filters, split=demo_split)
     else:
         raise SclError(f"unknown benchmark {benchmark!r}")
     out = Path(output)

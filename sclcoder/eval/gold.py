@@ -151,17 +151,20 @@ def gold_documents(docs: list[Document], benchmark: str, **where: Any) -> Gold:
     return Gold(benchmark, _cleanups(docs, filters), _settings(filters, grouping="note", **where))
 
 
-def gold_demo(corpus: str | PathLike[str] = defaults.DEMO_CORPUS, filters: MdaceFilters | None = None) -> Gold:
+def gold_demo(
+    corpus: str | PathLike[str] = defaults.DEMO_CORPUS, filters: MdaceFilters | None = None, *, split: str = "test"
+) -> Gold:
+    """A demo test split: `test` (phrasing shared with training) or `test-unseen` (phrase-disjoint)."""
     from sclcoder.data.demo import read_demo
 
     filters = filters or MdaceFilters()
-    docs = _cleanups(read_demo(corpus, split="test"), filters)
+    docs = _cleanups(read_demo(corpus, split=split), filters)
     negated: dict[str, set[str]] = {}
     path = Path(corpus) / "negated_mentions.jsonl"
     if path.exists():
         for _, row in read_jsonl(path):
             negated.setdefault(str(row["note_id"]), set()).add(row["code"])
-    return Gold("demo", docs, _settings(filters, corpus=str(corpus), split="test", grouping="note"), negated=negated)
+    return Gold("demo", docs, _settings(filters, corpus=str(corpus), split=split, grouping="note"), negated=negated)
 
 
 # ----------------------------------------------------------------------------------------- predictions
