@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +69,7 @@ def run_demo(
     with clock.stage("demo corpus"):
         ensure_demo(corpus)
         test_notes, unseen_notes = root / "test-notes.jsonl", root / "test-unseen-notes.jsonl"
-        write_documents(test_notes, read_demo(corpus, split="test"))
+        write_documents(test_notes, read_demo(corpus, split="test")[: defaults.DEMO_TEST_NOTES])
         write_documents(unseen_notes, read_demo(corpus, split=UNSEEN_SPLIT))
     with clock.stage("prepare the base model"):
         resolve_model(recipe.model.model_name_or_path)
@@ -91,6 +91,8 @@ def run_demo(
         reports = {}
         for split, path, folder in (("test", preds_path, "eval"), (UNSEEN_SPLIT, unseen_preds, "eval-unseen")):
             gold = gold_demo(corpus, split=split)
+            if split == "test":  # the notes predicted: the first DEMO_TEST_NOTES, in the split's order
+                gold = replace(gold, docs=gold.docs[: defaults.DEMO_TEST_NOTES])
             preds, info = load_predictions(path, gold)
             reports[split] = evaluate(gold, preds, info, seen_codes=set(adapter_record.codes))
             write_report(reports[split], root / folder)
@@ -143,6 +145,7 @@ def print_summary(report: dict[str, Any]) -> None:
     table.add_column("result", style="bold")
     table.add_column("value", justify="right")
     rows = [
+        ("test notes (seen phrasing)", f"{report['gold']['notes']}"),
         ("codes micro F1", f"{100 * c['micro']['f1']:.1f}"),
         ("codes macro F1 (over gold codes)", f"{100 * c['macro_over_gold_codes']['f1']:.1f}"),
         ("evidence PI token F1 (MDACE)", f"{100 * e['token_position_independent']['f1']:.1f}"),

@@ -27,7 +27,7 @@ from sclcoder.errors import SclError
 from sclcoder.files import atomic_dir, write_json_atomic
 from sclcoder.progress import say
 from sclcoder.recipe import Recipe
-from sclcoder.train.trainer import TrainResult, train
+from sclcoder.train.trainer import TrainResult, check_output_dir, train
 
 
 def read_json(path: Path) -> Any:
@@ -139,6 +139,7 @@ def train_and_select(recipe: Recipe, *, resume: bool = False, overwrite: bool = 
             "task_eval scores the adapter in one process; run it without a launcher or unset eval_steps",
             field="task_eval.eval_steps",
         )
+    check_output_dir(recipe, resume=resume, overwrite=overwrite)  # before anything of an earlier run goes
     folder = task_eval_dir(recipe)
     if not resume:
         shutil.rmtree(folder, ignore_errors=True)  # scores of an earlier run do not belong to this one

@@ -43,6 +43,10 @@ def test_the_adapter_kept_is_the_best_scored_step(tmp_path: Path, tiny_model: Pa
     final = load_file(result.adapter_dir / "adapter_model.safetensors")
     assert kept.keys() == final.keys() and all((kept[k] == final[k]).all() for k in kept)
 
+    with pytest.raises(SclError):  # a finished run is not trained over, and its scores stay
+        train_and_select(recipe)
+    assert json.loads((folder / "history.json").read_text()) == history
+
     for step in (2, 4):  # each step coded the 3 validation notes, constrained as predict constrains
         rows = [json.loads(x) for x in (folder / f"step-{step}.predictions.jsonl").read_text().splitlines()]
         assert len(rows) == 3 and {r["engine"] for r in rows} == {"transformers"}

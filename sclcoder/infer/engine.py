@@ -20,7 +20,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sclcoder import defaults
 from sclcoder.artifacts import Adapter
@@ -199,6 +199,23 @@ class Generation:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str | None
+
+
+class Engine(Protocol):
+    """What `predict` needs of an engine: vLLM in process, an endpoint, or a model in memory (infer/local.py)."""
+
+    def generate(
+        self,
+        requests: list[Request],
+        *,
+        schema: dict | None,
+        max_tokens: int,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        lora_path: str | None = None,
+    ) -> list[Generation]: ...
+
+    def close(self) -> None: ...
 
 
 class VllmEngine:

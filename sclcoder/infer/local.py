@@ -14,7 +14,7 @@ from typing import Any
 from sclcoder.infer.engine import Generation, Request
 
 
-class TransformersEngine:
+class TransformersEngine:  # an Engine (sclcoder.infer.engine)
     """Greedy, constrained decoding with `model.generate`, in batches of left-padded prompts."""
 
     lora_enabled = False  # the model in memory already carries its adapter

@@ -26,7 +26,15 @@ from sclcoder.data.documents import Note, read_notes
 from sclcoder.data.windows import Window, split_windows
 from sclcoder.errors import CodeError, SclError, Skips
 from sclcoder.files import JsonlAppender, check_writable, parse_json, text_lines
-from sclcoder.infer.engine import EndpointEngine, Generation, Request, VllmEngine, engine_for, predict_settings
+from sclcoder.infer.engine import (
+    EndpointEngine,
+    Engine,
+    Generation,
+    Request,
+    VllmEngine,
+    engine_for,
+    predict_settings,
+)
 from sclcoder.infer.grounding import answer_grammar
 from sclcoder.progress import bar
 from sclcoder.recipe import PredictSection
@@ -214,7 +222,7 @@ def predict(
     *,
     adapter: str | PathLike[str],
     settings: PredictSection | None = None,
-    engine: VllmEngine | EndpointEngine | Any | None = None,
+    engine: Engine | None = None,
     endpoint: str | None = None,
     endpoint_model: str | None = None,
     prompt: str | None = None,
