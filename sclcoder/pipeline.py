@@ -77,11 +77,12 @@ def run_demo(
         built = build_dataset(recipe, root / "run" / "dataset")
     with clock.stage("train (LoRA, CPU)"):
         result = train_and_select(recipe, overwrite=True)
-    adapter_record = open_adapter(result.adapter_dir).record
+    adapter = open_adapter(result.adapter_dir)
+    adapter_record = adapter.record
     with clock.stage("predict (vLLM)"):
         # both test splits through one engine (its start-up is paid once)
         preds_path, unseen_preds = root / "predictions.jsonl", root / "predictions-unseen.jsonl"
-        engine = engine_for(open_adapter(result.adapter_dir), predict_settings(open_adapter(result.adapter_dir)))
+        engine = engine_for(adapter, predict_settings(adapter))
         try:
             pred_report = predict(test_notes, preds_path, adapter=result.adapter_dir, engine=engine, overwrite=True)
             predict(unseen_notes, unseen_preds, adapter=result.adapter_dir, engine=engine, overwrite=True)
