@@ -12,7 +12,6 @@ It composes training, inference and evaluation, so it sits above all three (as p
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -24,15 +23,10 @@ from transformers import TrainerCallback
 
 from sclcoder.artifacts import METADATA, open_adapter
 from sclcoder.errors import SclError
-from sclcoder.files import atomic_dir, write_json_atomic
+from sclcoder.files import atomic_dir, parse_json, write_json_atomic
 from sclcoder.progress import say
 from sclcoder.recipe import Recipe
 from sclcoder.train.trainer import TrainResult, check_output_dir, train
-
-
-def read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))  # files this module wrote itself
-
 
 METRICS: dict[str, Callable[[dict[str, Any]], float]] = {
     "codes_micro_f1": lambda r: r["codes"]["micro"]["f1"],
@@ -56,7 +50,9 @@ class TaskEval(TrainerCallback):
         self.folder = task_eval_dir(recipe)
         self.writer: Any = None
         history_file = self.folder / "history.json"
-        self.history: list[dict[str, Any]] = read_json(history_file) if history_file.exists() else []
+        self.history: list[dict[str, Any]] = (
+            parse_json(history_file.read_bytes(), path=history_file) if history_file.exists() else []
+        )
 
     def bind(self, writer: Any) -> None:
         self.writer = writer
@@ -148,14 +144,16 @@ def train_and_select(recipe: Recipe, *, resume: bool = False, overwrite: bool = 
     result = train(recipe, resume=resume, overwrite=overwrite, callbacks=[callback])
     best, last = callback.best(), max(h["step"] for h in callback.history)
     chosen = best["step"] if best and recipe.task_eval.load_best_model_at_end else last
-    record = read_json(result.adapter_dir / METADATA)
+    record = open_adapter(result.adapter_dir).record
     if chosen != last:
-        with atomic_dir(result.adapter_dir) as tmp:  # the best step's adapter, under the run's record
+        with atomic_dir(result.adapter_dir) as tmp:  # the best step's adapter, under the run's metrics
             for item in (folder / f"step-{chosen}").iterdir():
                 shutil.copy2(item, tmp / item.name) if item.is_file() else shutil.copytree(item, tmp / item.name)
-            record = read_json(tmp / METADATA) | {"metrics": record["metrics"]}
-    record["task_eval"] = {"metric": callback.metric, "selected_step": chosen, "history": callback.history}
-    write_json_atomic(result.adapter_dir / METADATA, record)
+            record = open_adapter(tmp).record.model_copy(update={"metrics": record.metrics})
+    task_eval = {"metric": callback.metric, "selected_step": chosen, "history": callback.history}
+    write_json_atomic(
+        result.adapter_dir / METADATA, record.model_copy(update={"task_eval": task_eval}).model_dump(mode="json")
+    )
     callback.prune(keep={chosen})
     if best:
         say(
