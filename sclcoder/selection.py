@@ -1,10 +1,12 @@
 """Choosing the adapter by the task's own metrics (recipe section `task_eval`).
 
 Every `task_eval.eval_steps` optimizer steps the adapter as it stands is saved under
-OUTPUT_DIR/task-eval/step-N, codes the validation notes through `predict` (the model in memory, decoded by
-transformers with the same constraints vLLM applies) and is scored by `evaluate`: codes micro and macro F1
-and evidence token F1. With `load_best_model_at_end` the adapter left in OUTPUT_DIR/adapter is the best one
-by `metric_for_best_model`, ties going to the earlier step. The scores of every step are kept in
+OUTPUT_DIR/task-eval/step-N, codes the validation notes through `predict` and is scored by `evaluate`: codes
+micro and macro F1 and evidence token F1. The decoder is one vLLM engine for the whole run, started on the
+base weights at the first scoring and handed the merged weights of the model in memory before each one
+(`task_eval.engine: vllm`), or transformers' `generate` on the model itself, under the same constraints.
+With `load_best_model_at_end` the adapter left in OUTPUT_DIR/adapter is the best one by
+`metric_for_best_model`, ties going to the earlier step. The scores of every step are kept in
 task-eval/history.json and in the adapter record, and a resumed run carries on with them.
 
 It composes training, inference and evaluation, so it sits above all three (as pipeline and cli do).
@@ -17,16 +19,19 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transformers import TrainerCallback
 
-from sclcoder.artifacts import METADATA, open_adapter
+from sclcoder.artifacts import METADATA, Adapter, open_adapter
 from sclcoder.errors import SclError
 from sclcoder.files import atomic_dir, parse_json, write_json_atomic
 from sclcoder.progress import say
-from sclcoder.recipe import Recipe
+from sclcoder.recipe import PredictSection, Recipe
 from sclcoder.train.trainer import TrainResult, check_output_dir, train
+
+if TYPE_CHECKING:
+    from sclcoder.infer.engine import Engine, VllmEngine
 
 METRICS: dict[str, Callable[[dict[str, Any]], float]] = {
     "codes_micro_f1": lambda r: r["codes"]["micro"]["f1"],
@@ -49,6 +54,7 @@ class TaskEval(TrainerCallback):
         self.gold = gold
         self.folder = task_eval_dir(recipe)
         self.writer: Any = None
+        self.vllm: VllmEngine | None = None
         history_file = self.folder / "history.json"
         self.history: list[dict[str, Any]] = (
             parse_json(history_file.read_bytes(), path=history_file) if history_file.exists() else []
@@ -71,11 +77,36 @@ class TaskEval(TrainerCallback):
             return
         self.score(step, kwargs["model"], kwargs["processing_class"])
 
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.vllm is not None:
+            self.vllm.close()
+            self.vllm = None
+
+    def engine(self, adapter: Adapter, settings: PredictSection, model: Any, tokenizer: Any) -> Engine:
+        """The decoder for this scoring, holding the weights of `model` as they stand."""
+        from sclcoder.infer.engine import VllmEngine
+        from sclcoder.infer.local import TransformersEngine
+        from sclcoder.infer.merge import merged_weights
+
+        if self.recipe.task_eval.engine == "transformers":
+            return TransformersEngine(model, tokenizer, batch_size=WINDOWS_PER_BATCH)
+        if self.vllm is None:
+            self.vllm = VllmEngine(
+                adapter.base_model,
+                max_model_len=settings.max_model_len,
+                dtype=settings.dtype,
+                max_lora_rank=None,
+                gpu_memory_utilization=self.recipe.task_eval.gpu_memory_utilization,
+                enforce_eager=settings.enforce_eager,
+                cpu_kv_cache_gb=settings.cpu_kv_cache_gb,
+            )
+        self.vllm.load_weights(merged_weights(model))
+        return self.vllm
+
     def score(self, step: int, model: Any, tokenizer: Any) -> None:
         from sclcoder.eval.evaluate import evaluate
         from sclcoder.eval.gold import load_predictions
         from sclcoder.infer.engine import predict_settings
-        from sclcoder.infer.local import TransformersEngine
         from sclcoder.infer.predict import predict
 
         started = time.perf_counter()
@@ -83,7 +114,7 @@ class TaskEval(TrainerCallback):
         ad = open_adapter(adapter)
         settings = predict_settings(ad)
         preds_path = self.folder / f"step-{step}.predictions.jsonl"
-        engine = TransformersEngine(model, tokenizer, batch_size=WINDOWS_PER_BATCH)
+        engine = self.engine(ad, settings, model, tokenizer)
         predict(self.notes, preds_path, adapter=adapter, settings=settings, engine=engine, overwrite=True)
         preds, info = load_predictions(preds_path, self.gold)
         report = evaluate(self.gold, preds, info, seen_codes=set(ad.record.codes))

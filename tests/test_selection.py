@@ -1,5 +1,5 @@
 """Task metrics on the validation notes while training, and the adapter chosen by them (sclcoder.selection),
-with the real trainer (TRL + PEFT) and transformers' constrained decoding on a tiny random Llama."""
+with the real trainer (TRL + PEFT), vLLM and transformers' constrained decoding on a tiny random Llama."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from safetensors.torch import load_file
 
 from sclcoder.artifacts import open_adapter
 from sclcoder.errors import SclError
+from sclcoder.infer.engine import engine_for, predict_settings
+from sclcoder.infer.predict import predict
 from sclcoder.recipe import load_recipe
 from sclcoder.selection import METRICS, train_and_select
 from tests.helpers import tiny_recipe
@@ -47,13 +49,26 @@ def test_the_adapter_kept_is_the_best_scored_step(tmp_path: Path, tiny_model: Pa
         train_and_select(recipe)
     assert json.loads((folder / "history.json").read_text()) == history
 
-    for step in (1, 2):  # each step coded the 2 validation notes, constrained as predict constrains
+    # one vLLM engine took each step's weights in place: what it wrote is what `predict` writes for the saved
+    # adapter of that step, merged and served by an engine of its own
+    step = folder / f"step-{best['step']}"
+    ad = open_adapter(step)
+    engine = engine_for(ad, predict_settings(ad))
+    try:
+        predict(folder / "validation-notes.jsonl", tmp_path / "again.jsonl", adapter=step, engine=engine)
+    finally:
+        engine.close()
+    during = [json.loads(x) for x in (folder / f"step-{best['step']}.predictions.jsonl").read_text().splitlines()]
+    again = [json.loads(x) for x in (tmp_path / "again.jsonl").read_text().splitlines()]
+    assert [r["windows"] for r in during] == [r["windows"] for r in again]
+    assert [r["codes"] for r in during] == [r["codes"] for r in again]
+    for step in (1, 2):  # and the weights changed between the steps: the engine did not keep serving step 1's
         rows = [json.loads(x) for x in (folder / f"step-{step}.predictions.jsonl").read_text().splitlines()]
-        assert len(rows) == 2 and {r["engine"] for r in rows} == {"transformers"}
-        for r in rows:  # a random model may ramble until max_new_tokens; every answer it finished is valid
-            cut = {e.split(":")[0] for e in r["errors"] if "cut at max_new_tokens" in e}
-            assert all(w["answer_valid"] or f"window {i}" in cut for i, w in enumerate(r["windows"]))
-        assert all(e["match"] == "exact" for r in rows for c in r["codes"] for e in c["evidence"])
+        assert len(rows) == 2 and {r["engine"] for r in rows} == {"merged"}
+    first, second = ((folder / f"step-{s}.predictions.jsonl").read_text() for s in (1, 2))
+    assert [json.loads(x)["windows"] for x in first.splitlines()] != [
+        json.loads(x)["windows"] for x in second.splitlines()
+    ]
 
 
 def test_task_eval_without_validation_notes_is_one_clear_error(
@@ -85,9 +100,17 @@ def test_an_earlier_better_step_replaces_the_last_one(
 
     monkeypatch.setattr(selection.TaskEval, "score", score)
     path = tiny_recipe(tmp_path, tiny_model, demo_corpus, max_steps=2, save_steps=1)
-    recipe = load_recipe(_with_task_eval(path, eval_steps=1, max_notes=1))
+    recipe = load_recipe(_with_task_eval(path, eval_steps=1, max_notes=1, engine="transformers"))
     result = train_and_select(recipe, overwrite=True)
 
+    folder = Path(recipe.train.output_dir) / "task-eval"
+    for step in (1, 2):  # the model in memory, decoded by transformers, constrained as predict constrains
+        rows = [json.loads(x) for x in (folder / f"step-{step}.predictions.jsonl").read_text().splitlines()]
+        assert len(rows) == 1 and {r["engine"] for r in rows} == {"transformers"}
+        for r in rows:  # a random model may ramble until max_new_tokens; every answer it finished is valid
+            cut = {e.split(":")[0] for e in r["errors"] if "cut at max_new_tokens" in e}
+            assert all(w["answer_valid"] or f"window {i}" in cut for i, w in enumerate(r["windows"]))
+        assert all(e["match"] == "exact" for r in rows for c in r["codes"] for e in c["evidence"])
     record = open_adapter(result.adapter_dir).record
     assert [h["codes_micro_f1"] for h in record.task_eval["history"]] == [1.0, 0.5]
     assert record.task_eval["selected_step"] == 1

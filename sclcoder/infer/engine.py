@@ -18,6 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -304,6 +305,13 @@ class VllmEngine:
             )
             for o in outs
         ]
+
+    def load_weights(self, weights: Iterable[tuple[str, Any]]) -> None:
+        """Serve other weights from now on, in place, without a restart (~20 s on CPU): (name, tensor) pairs
+        as the base checkpoint names them, e.g. infer.merge.merged_weights of a model being trained. vLLM
+        loads them through its own loaders and repacks them for its CPU kernels; cached prefixes go."""
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": list(weights)})
+        self.llm.reset_prefix_cache()
 
     def sequence_logprobs(
         self, sequences: list[list[int]], starts: list[int], lora_path: str | None = None

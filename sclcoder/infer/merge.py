@@ -4,7 +4,9 @@ times slower there) and what `sclcoder model merge` hands to tools that know not
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from sclcoder.artifacts import METADATA, Adapter
 from sclcoder.files import atomic_dir
@@ -39,3 +41,26 @@ def merged_model(adapter: Adapter) -> Path:
     if (target / "config.json").exists():
         return target
     return merge_adapter(adapter, target)
+
+
+def merged_weights(model: Any) -> Iterator[tuple[str, Any]]:
+    """The weights a PEFT model in memory would have once merged, named as in the base checkpoint: one
+    tensor per layer that carries LoRA (the only weights LoRA training changes). `model` is left as it is,
+    unlike PEFT's merge/unmerge, whose round trip drifts low-precision base weights at every call."""
+    import torch
+    from peft.tuners.lora import LoraLayer
+    from peft.utils.integrations import dequantize_module_weight
+
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if not isinstance(module, LoraLayer) or module.merged:
+                continue
+            active = [a for a in module.active_adapters if a in module.lora_A]
+            if not active:
+                continue
+            base = module.get_base_layer()
+            weight = dequantize_module_weight(base).float()  # a 4-bit base too; summed in float32
+            for adapter in active:
+                weight += module.get_delta_weight(adapter).float()
+            dtype = base.weight.dtype if base.weight.is_floating_point() else torch.float32
+            yield f"{name.removeprefix('base_model.model.')}.weight", weight.to(dtype)

@@ -368,6 +368,13 @@ class TaskEvalSection(Section):
     """Score the first N validation notes (all when unset); each scoring decodes every window of them."""
     metric_for_best_model: Literal["codes_micro_f1", "codes_macro_f1", "evidence_token_f1"] = "codes_micro_f1"
     load_best_model_at_end: bool = True
+    engine: Literal["vllm", "transformers"] = "vllm"
+    """vllm: one vLLM engine, started at the first scoring, takes the adapter's merged weights in place at each
+    one (as colocated RL trainers sync theirs); it decodes as `predict` does, several times faster than
+    transformers on CPU (benchmarks/results.md). transformers: `generate` on the model in memory, without a
+    second copy of the weights or vLLM's KV cache."""
+    gpu_memory_utilization: Annotated[float, Field(gt=0.0, le=1.0)] = 0.3
+    """vLLM's share of the GPU beside the model being trained (engine: vllm on a GPU)."""
 
 
 class Recipe(Section):
