@@ -120,7 +120,7 @@ class TaskEval(TrainerCallback):
         report = evaluate(self.gold, preds, info, seen_codes=set(ad.record.codes))
         row = {"step": step, **{name: round(read(report), 4) for name, read in METRICS.items()}}
         # what the optimizer has seen so far (prompt + answer, padding excluded): the x-axis of learning curves
-        row["tokens"] = int(getattr(self.writer.trainer.data_collator, "real", 0))
+        row["tokens"] = int(self.writer.trainer.state.num_input_tokens_seen)
         row["seconds"] = round(time.perf_counter() - started, 1)
         self.history.append(row)
         write_json_atomic(self.folder / "history.json", self.history)

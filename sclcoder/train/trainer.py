@@ -200,6 +200,9 @@ def sft_config(recipe: Recipe, *, has_eval: bool, precision: Precision | None = 
         fp16=precision.dtype == "float16",
         use_cpu=not gpu,
         completion_only_loss=True,  # prompt/completion data: the loss covers the answer only
+        # tokens the optimizer has seen, padding excluded, kept in the trainer state (so across a resume):
+        # the cost measure of the adapter record and the x-axis of task_eval's learning curves
+        include_num_input_tokens_seen="non_padding",
         deepspeed=recipe.deepspeed_config(),
         disable_tqdm=not interactive(),
     )
@@ -437,7 +440,7 @@ def adapter_metadata(
         train_examples=len(trainer.train_dataset),
         metrics=metrics,
         # tokens trained on as TRL counted them up to the last logging step: a fair basis for throughput
-        tokens_seen=int(history[-1].get("num_tokens", 0)) if history else 0,
+        tokens_seen=int(trainer.state.num_input_tokens_seen),
         **trainer.data_collator.stats(),
         loss_history=[{"step": h["step"], "loss": h["loss"]} for h in history],
     )
