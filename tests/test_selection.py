@@ -121,3 +121,23 @@ def test_an_earlier_better_step_replaces_the_last_one(
     assert any((final[k] != last[k]).any() for k in last)  # not the weights training ended with
     assert "train_runtime" in record.metrics  # the run's own metrics, not those of the midway save
     assert not (Path(recipe.train.output_dir) / "task-eval" / "step-2").exists()  # only the kept one stays
+
+
+def test_merged_weights_are_the_merge_and_leave_the_model_as_it_was(tiny_adapter: Path, tiny_model: Path) -> None:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from sclcoder.infer.merge import merged_weights
+
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model), tiny_adapter)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    pushed = dict(merged_weights(model))
+    after = model.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    merged = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model), tiny_adapter)
+    reference = merged.merge_and_unload().state_dict()
+    lora_targets = {k for k in reference if k.endswith(("q_proj.weight", "v_proj.weight"))}
+    assert lora_targets and lora_targets <= pushed.keys()  # every layer LoRA trains, named as the checkpoint
+    assert all(torch.allclose(pushed[k], reference[k], atol=1e-6) for k in pushed)
+    assert any(not torch.equal(pushed[k], before[f"base_model.model.{k[:-7]}.base_layer.weight"]) for k in pushed)

@@ -177,8 +177,20 @@ def _torchrun(path: Path, *extra: str) -> list[str]:
             "-m", "sclcoder.cli", "train", str(path), *extra]  # fmt: skip
 
 
-def test_two_ranks_zero3_one_adapter_and_resume(tmp_path: Path, tiny_model: Path, demo_corpus: Path) -> None:
-    """Two processes under DeepSpeed ZeRO-3 over gloo, killed after a checkpoint and resumed."""
+def _accelerate(path: Path, *extra: str) -> list[str]:
+    """README's `accelerate launch --num_processes 8 -m sclcoder.cli train ...` with 2 processes."""
+    from tests.helpers import free_port
+
+    launcher = Path(sys.executable).with_name("accelerate")
+    return [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", str(free_port()),
+            "-m", "sclcoder.cli", "train", str(path), *extra]  # fmt: skip
+
+
+def test_two_ranks_zero3_killed_under_torchrun_resumed_under_accelerate(
+    tmp_path: Path, tiny_model: Path, demo_corpus: Path
+) -> None:
+    """Two processes under DeepSpeed ZeRO-3 over gloo, started by torchrun, killed after a checkpoint, and
+    resumed by accelerate: both launchers of the README in one run (ZeRO-2 runs in the one-process test)."""
     path = _deepspeed_recipe(tmp_path, tiny_model, demo_corpus, 3, max_steps=4, save_steps=2)
     out = tmp_path / "zero3"
     marker = f"SCLCODER_TEST_RUN={tmp_path.name}"  # torchrun starts its ranks in sessions of their own
@@ -193,11 +205,14 @@ def test_two_ranks_zero3_one_adapter_and_resume(tmp_path: Path, tiny_model: Path
     proc.wait()
     assert done.exists() and not (out / "adapter").exists()
 
-    resumed = subprocess.run(_torchrun(path, "--resume"), env=_env(), capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(_accelerate(path, "--resume"), env=_env(), capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     log = " ".join(resumed.stderr.split())
     assert log.count("precision: ") == 1  # said once, by the main process
-    assert "train step 4/4 | loss " in log and "train step 1/4" not in log  # continued, not restarted
+    # no terminal: a plain progress line per logging step, from the main process only; continued, not restarted
+    assert [log.count(f"train step {step}/4 | loss ") for step in (1, 2, 3, 4)] == [0, 0, 1, 1]
+    assert "tok/s" in log and "pad " in log
+    assert resumed.stdout.count("adapter saved to") + resumed.stderr.count("adapter saved to") == 1  # rank 0 only
     record = open_adapter(out).record
     assert record.world_size == 2 and record.recipe["deepspeed"].endswith("zero3.json")
     assert [h["step"] for h in record.loss_history] == [1, 2, 3, 4]
@@ -210,31 +225,6 @@ def test_two_ranks_zero3_one_adapter_and_resume(tmp_path: Path, tiny_model: Path
     weights = load_file(open_adapter(out).path / "adapter_model.safetensors")
     a = [t for k, t in weights.items() if "lora_A" in k]
     assert a and all(t.shape[0] == 8 and t.shape[1] in (256, 512) for t in a)  # hidden or intermediate size
-
-
-def _accelerate(path: Path) -> list[str]:
-    """README's `accelerate launch --num_processes 8 -m sclcoder.cli train ...` with 2 processes."""
-    from tests.helpers import free_port
-
-    launcher = Path(sys.executable).with_name("accelerate")
-    return [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", str(free_port()),
-            "-m", "sclcoder.cli", "train", str(path)]  # fmt: skip
-
-
-def test_two_ranks_zero2_under_accelerate_and_progress_lines(
-    tmp_path: Path, tiny_model: Path, demo_corpus: Path
-) -> None:
-    path = _deepspeed_recipe(tmp_path, tiny_model, demo_corpus, 2, max_steps=3)
-    proc = subprocess.run(_accelerate(path), env=_env(), capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    # no terminal: a plain progress line per logging step, from the main process only
-    log = " ".join(proc.stderr.split())
-    for step in (1, 2, 3):
-        assert log.count(f"train step {step}/3 | loss ") == 1
-    assert "tok/s" in log and "pad " in log
-    record = open_adapter(tmp_path / "zero2").record
-    assert record.world_size == 2 and record.recipe["deepspeed"].endswith("zero2.json")
-    assert proc.stdout.count("adapter saved to") + proc.stderr.count("adapter saved to") == 1  # rank 0 only
 
 
 def test_one_process_under_deepspeed_without_a_launcher(tmp_path: Path, tiny_model: Path, demo_corpus: Path) -> None:

@@ -59,8 +59,8 @@ def merged_weights(model: Any) -> Iterator[tuple[str, Any]]:
             if not active:
                 continue
             base = module.get_base_layer()
-            weight = dequantize_module_weight(base).float()  # a 4-bit base too; summed in float32
-            for adapter in active:
-                weight += module.get_delta_weight(adapter).float()
+            # out of place: `.float()` of a float32 weight is the weight itself, which must not change
+            weight = dequantize_module_weight(base).float()  # a 4-bit base too
+            weight = weight + sum(module.get_delta_weight(adapter).float() for adapter in active)
             dtype = base.weight.dtype if base.weight.is_floating_point() else torch.float32
             yield f"{name.removeprefix('base_model.model.')}.weight", weight.to(dtype)
