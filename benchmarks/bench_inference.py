@@ -14,8 +14,8 @@ from common import RUNS, in_child, table
 from sclcoder.device import cpu_info
 
 AVX2 = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
-NOTES = 4  # bf16 weights on AVX2 decode about one demo note a minute
-SPLIT_NOTES = 12  # for the prefill/decode split: ~100 windows
+NOTES = 3  # bf16 weights on AVX2 decode about one demo note a minute (make bench within its hour)
+SPLIT_NOTES = 8  # for the prefill/decode split: ~65 windows
 HF_BATCH = 16  # windows per transformers forward or generate call
 
 

@@ -233,6 +233,14 @@ def plot(curves: dict[str, list[dict]], path: Path) -> None:
     plt.close(fig)
 
 
+def compute_minutes() -> float:
+    """What the whole experiment costs from scratch, from the records of its runs (they are kept on disk and
+    reused, so an invocation may take much less)."""
+    fits = [json.loads(p.read_text()) for p in ROOT.glob("*/fit.json")]
+    tests = [json.loads(p.read_text()) for p in ROOT.glob("*/test.json")]
+    return (sum(r["fit_seconds"] for r in fits) + sum(t["seconds"] for t in tests)) / 60
+
+
 def run() -> tuple[str, dict[str, Any]]:
     started = time.perf_counter()
     grid = {arm: {lr: fit(arm, lr, SEEDS[0]) for lr in GRID} for arm in ARMS}
@@ -241,9 +249,7 @@ def run() -> tuple[str, dict[str, Any]]:
     tests = {arm: score(runs) for arm, runs in finals.items()}
     failed = {arm: [t[s]["codes_predicted"] == 0 for t in tests[arm] for s in SPLITS] for arm in ARMS}
     minutes = (time.perf_counter() - started) / 60
-    # what the whole experiment costs from scratch (runs are cached on disk, so this run may have taken less)
-    fits = [r for runs in grid.values() for r in runs.values()] + [r for runs in finals.values() for r in runs[1:]]
-    compute = (sum(r["fit_seconds"] for r in fits) + sum(t["seconds"] for ts in tests.values() for t in ts)) / 60
+    compute = compute_minutes()
 
     grid_rows = [
         [
