@@ -3,8 +3,9 @@ the validation notes with the task's own metrics (sclcoder.selection). The answe
 as vLLM constrains them (xgrammar: the per-window grammar of grounded decoding, or the JSON schema without
 free whitespace), greedy, so a checkpoint scores here as `predict` would score it.
 
-vLLM stays the engine of `predict`: on the demo windows this path took 1.96x vLLM's time capped to AVX2 and
-2.51x with native bf16 (benchmarks/results.md); vLLM batches every window continuously."""
+vLLM stays the engine of `predict` and, by default, of task_eval: on demo windows this path took 1.96-2.73x
+vLLM's time capped to AVX2 and 2.51-3.29x with native bf16 (benchmarks/results.md, two adapters); vLLM
+batches every window continuously."""
 
 from __future__ import annotations
 
