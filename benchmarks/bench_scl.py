@@ -136,6 +136,7 @@ def score(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 continue
             ad = open_adapter(adapter)
             settings = predict_settings(ad)
+            started = time.perf_counter()  # the engine's start-up counts once, with the first run it scores
             if engine is None:
                 engine = VllmEngine(
                     ad.base_model,
@@ -144,7 +145,6 @@ def score(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     max_lora_rank=None,
                     cpu_kv_cache_gb=settings.cpu_kv_cache_gb,
                 )
-            started = time.perf_counter()
             load_adapter_weights(engine, adapter)
             result: dict[str, Any] = {}
             for split in SPLITS:
