@@ -38,7 +38,7 @@ from sclcoder.eval.evaluate import evaluate
 from sclcoder.eval.gold import gold_demo, load_predictions
 from sclcoder.files import write_json_atomic
 from sclcoder.infer.engine import VllmEngine, predict_settings
-from sclcoder.infer.merge import merged_weights
+from sclcoder.infer.merge import merged_weights, peft_model
 from sclcoder.infer.predict import predict
 from sclcoder.recipe import load_recipe
 from sclcoder.selection import train_and_select
@@ -112,15 +112,6 @@ def fit(arm: str, lr: float, seed: int) -> dict[str, Any]:
     return row
 
 
-def load_adapter_weights(engine: VllmEngine, adapter: Path) -> None:
-    """Serve `adapter` merged into its base weights from the engine already running (no restart)."""
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
-    base = AutoModelForCausalLM.from_pretrained(open_adapter(adapter).base_model, dtype="float32")
-    engine.load_weights(merged_weights(PeftModel.from_pretrained(base, adapter)))
-
-
 def score(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Test predictions of each run on both splits (vLLM, constrained as `predict` runs) and their scores;
     one engine takes each adapter's merged weights in turn. Kept on disk per run, reused."""
@@ -145,7 +136,7 @@ def score(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     max_lora_rank=None,
                     cpu_kv_cache_gb=settings.cpu_kv_cache_gb,
                 )
-            load_adapter_weights(engine, adapter)
+            engine.load_weights(merged_weights(peft_model(ad)))  # no restart between adapters
             result: dict[str, Any] = {}
             for split in SPLITS:
                 notes = ROOT / f"{split}-notes.jsonl"

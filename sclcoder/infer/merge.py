@@ -13,6 +13,16 @@ from sclcoder.files import atomic_dir
 from sclcoder.sft.prompts import PROMPT_FILE
 
 
+def peft_model(adapter: Adapter) -> Any:
+    """The adapter on its base model in memory, in float32 (merging sums in full precision)."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(adapter.base_model, dtype=torch.float32)
+    return PeftModel.from_pretrained(base, adapter.path)
+
+
 def merge_adapter(adapter: Adapter, target: str | os.PathLike[str]) -> Path:
     """The adapter merged into its base weights, as a plain model folder that vLLM, transformers or any
     OpenAI-compatible server loads without sclcoder or PEFT: safetensors weights in the base model's
@@ -20,12 +30,11 @@ def merge_adapter(adapter: Adapter, target: str | os.PathLike[str]) -> Path:
     import shutil
 
     import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    base = AutoModelForCausalLM.from_pretrained(adapter.base_model, dtype=torch.float32)
-    dtype = base.config.dtype if isinstance(base.config.dtype, torch.dtype) else torch.float32
-    model = PeftModel.from_pretrained(base, adapter.path).merge_and_unload().to(dtype)
+    model = peft_model(adapter)
+    dtype = model.get_base_model().config.dtype
+    model = model.merge_and_unload().to(dtype if isinstance(dtype, torch.dtype) else torch.float32)
     with atomic_dir(target) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         AutoTokenizer.from_pretrained(adapter.path).save_pretrained(tmp)

@@ -439,7 +439,7 @@ def adapter_metadata(
         world_size=trainer.args.world_size,
         train_examples=len(trainer.train_dataset),
         metrics=metrics,
-        # tokens trained on as TRL counted them up to the last logging step: a fair basis for throughput
+        # tokens the optimizer saw through the last step, padding excluded (include_num_input_tokens_seen)
         tokens_seen=int(trainer.state.num_input_tokens_seen),
         **trainer.data_collator.stats(),
         loss_history=[{"step": h["step"], "loss": h["loss"]} for h in history],
