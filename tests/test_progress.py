@@ -56,3 +56,25 @@ def test_a_rate_field_replaces_the_default_rate(clock: Clock, capsys) -> None:
 
 def test_duration() -> None:
     assert [duration(s) for s in (0.4, 59, 61, 3599, 3661)] == ["0s", "59s", "1m01s", "59m59s", "1h01m"]
+
+
+def test_training_tok_per_s_counts_the_optimizer_steps_not_validation_between_them(clock: Clock, capsys) -> None:
+    from types import SimpleNamespace
+
+    from sclcoder.train.callbacks import TrainingProgress
+
+    counted = SimpleNamespace(real=0, pad_share=0.0)  # the batch counter's totals
+    bar = TrainingProgress(counted)  # type: ignore[arg-type]
+    state = SimpleNamespace(global_step=0, max_steps=4, is_world_process_zero=True)
+    bar.on_train_begin(None, state, None)
+    for _ in range(2):
+        bar.on_step_begin(None, state, None)
+        clock.now += 2.0  # a step of 200 tokens
+        counted.real += 200
+        state.global_step += 1
+        bar.on_step_end(None, state, None)
+        clock.now += 30.0  # scoring validation notes and saving: not training
+    bar.on_log(None, state, None, logs={"loss": 1.0})
+    line = capsys.readouterr().err
+    assert "| 100 tok/s |" in line  # 400 tokens in 4 s of steps, not in the 64 s of wall clock
+    assert "elapsed 1m04s" in line and "ETA 1m04s" in line  # the clock a user waits on includes everything

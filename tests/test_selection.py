@@ -28,7 +28,8 @@ def _with_task_eval(path: Path, **task_eval) -> Path:
 
 
 def test_the_adapter_kept_is_the_best_scored_step(tmp_path: Path, tiny_model: Path, demo_corpus: Path) -> None:
-    path = tiny_recipe(tmp_path, tiny_model, demo_corpus, max_steps=2, save_steps=1)
+    # a high rate, so that the two steps answer differently even where a tiny model says little
+    path = tiny_recipe(tmp_path, tiny_model, demo_corpus, max_steps=2, save_steps=1, learning_rate=3e-2)
     recipe = load_recipe(_with_task_eval(path, eval_steps=1, max_notes=2))
     result = train_and_select(recipe, overwrite=True)
 

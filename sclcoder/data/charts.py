@@ -94,6 +94,29 @@ _EXAM = (
 )
 
 
+# Cues that keep a mention of an acute condition from being coded, whatever the condition: ruled out during
+# the stay, or a past episode that has resolved (ICD-10-CM codes neither as the condition).
+_RULED_OUT = (
+    "{X} was ruled out.",
+    "Initial concern for {X}, subsequently ruled out.",
+    "Workup negative for {X}.",
+)
+_RESOLVED = ("Remote history of {X}, resolved.", "Prior episode of {X} several years ago, resolved.")
+# Inpatient guidelines code a diagnosis still uncertain at discharge as if it were established, so these
+# qualified problem headings are annotated like plain ones.
+_UNCERTAIN = ("# Likely {X}: ", "# Presumed {X}: ", "# Probable {X}: ")
+
+
+def negation_cues(cond: Condition) -> tuple[str, ...]:
+    """The templates that may mention `cond` without it being coded."""
+    return cond.negations + ((*_RULED_OUT, *_RESOLVED) if cond.acute else ())
+
+
+def _heading(rng: random.Random, *variants: str) -> str:
+    """A section heading as different note templates write it."""
+    return rng.choice(variants)
+
+
 # Which surface forms mentions draw from: a chart of the phrase-disjoint test split words every condition
 # only with its `unseen_names`, which no other chart uses. Set for one write_chart call, read by _mention.
 _UNSEEN_PHRASES = contextvars.ContextVar("unseen_phrases", default=False)
@@ -144,7 +167,7 @@ def _header(rng: random.Random, t: _Text, p: Patient) -> None:
 def _present_illness(rng: random.Random, t: _Text, p: Patient) -> None:
     """Age, a few comorbidities, the presenting story, maybe one negated condition."""
     # History of present illness: p.age, a few comorbidities, the presenting story.
-    t.add("History of Present Illness:\n")
+    t.add(_heading(rng, "History of Present Illness:\n", "HPI:\n", "HISTORY OF PRESENT ILLNESS:\n"))
     intro = rng.choice(
         [
             "{age} yo {sx} with PMH of ",
@@ -175,14 +198,14 @@ def _present_illness(rng: random.Random, t: _Text, p: Patient) -> None:
     )
     for cond in p.negated[:1]:
         t.add(" ")
-        t.template(rng.choice(cond.negations), _mention(rng, cond), negated=cond.code)
+        t.template(rng.choice(negation_cues(cond)), _mention(rng, cond), negated=cond.code)
     t.add("\n\n")
 
 
 def _past_history(rng: random.Random, t: _Text, p: Patient) -> None:
     """Past medical history as a list, with fillers that are not codeable conditions here."""
     # Past medical history as a list, with fillers that are not codeable conditions here.
-    t.add("Past Medical History:\n")
+    t.add(_heading(rng, "Past Medical History:\n", "PMH:\n", "PAST MEDICAL HISTORY:\n", "Medical History:\n"))
     pmh = [c for c in p.chronic + [e for e in p.extras if e.code in ("Z79.01", "Z79.4")] if rng.random() < 0.85]
     fillers = rng.sample(_FILLER_HISTORY, rng.randint(0, 2))
     items: list[Condition | str] = [*pmh, *fillers]
@@ -252,13 +275,15 @@ def _exam_and_results(rng: random.Random, t: _Text, p: Patient) -> None:
 def _hospital_course(rng: random.Random, t: _Text, p: Patient) -> None:
     """Problem-based: acute problems first, negated ones, then chronic issues and companions."""
     # Hospital course: problem-based, p.acute first, then p.chronic issues.
-    t.add(rng.choice(["Brief Hospital Course:\n", "Hospital Course:\n"]))
+    t.add(_heading(rng, "Brief Hospital Course:\n", "Hospital Course:\n", "Assessment and Plan by problem:\n"))
     t.add(f"{p.age} yo {p.sex} admitted with {rng.choice(p.primary.complaint)}.\n\n")
     for cond in p.acute:
-        t.template(rng.choice(["# {X}: ", "#{X}: ", "{X}: "]), _cap(_mention(rng, cond)), cond.code)
+        heading = rng.choice(["# {X}: ", "#{X}: ", "{X}: ", rng.choice(_UNCERTAIN)])
+        mention = _mention(rng, cond)
+        t.template(heading, _cap(mention) if heading.index("{X}") < 3 else mention, cond.code)
         t.add(rng.choice(cond.course).format(med=p.meds.get(cond.code, ""), **p.slots) + "\n")
     for cond in p.negated[1:]:
-        t.template(rng.choice(cond.negations), _mention(rng, cond), negated=cond.code)
+        t.template(rng.choice(negation_cues(cond)), _mention(rng, cond), negated=cond.code)
         t.add("\n")
     course_chronic = [c for c in p.chronic if c.course and rng.random() < 0.6]
     if course_chronic:
@@ -297,7 +322,7 @@ def _medications(rng: random.Random, t: _Text, p: Patient) -> None:
 
 def _discharge(rng: random.Random, t: _Text, p: Patient) -> None:
     """Discharge diagnoses, condition, code status and follow-up."""
-    t.add("Discharge Diagnosis:\n")
+    t.add(_heading(rng, "Discharge Diagnosis:\n", "Discharge Diagnoses:\n", "DISCHARGE DIAGNOSES:\n"))
     t.add(rng.choice(["Primary: ", "Primary diagnosis:\n", "PRIMARY: "]))
     for i, cond in enumerate(p.acute):
         t.template(("" if not i else ", ") + "{X}", _mention(rng, cond), cond.code)

@@ -292,6 +292,19 @@ def inclusion_terms(code: str, system: str | CodeSystem) -> list[str]:
     return list(dict.fromkeys(t.strip() for t in terms if t.strip()))
 
 
+def clean_term(term: str) -> str:
+    """A code title or inclusion term as a clinician might write it ("Unspecified atrial fibrillation"
+    -> "atrial fibrillation", "Sodium [Na] deficiency" -> "sodium deficiency")."""
+    t = re.sub(r"\s*[\(\[][^\)\]]*[\)\]]", "", term)
+    t = re.sub(r",\s*unspecified\b[^,]*", "", t, flags=re.I)  # ", unspecified site": the whole clause
+    t = re.sub(r",?\s*\b(unspecified|not otherwise specified|NOS|uncomplicated)\b", "", t, flags=re.I)
+    t = re.sub(r"\s+without complications$", "", t, flags=re.I)
+    t = re.sub(r"\s+", " ", t).strip(" ,;.-")
+    if len(t) > 1 and not t[:2].isupper():
+        t = t[:1].lower() + t[1:]
+    return t
+
+
 def all_codes(system: str | CodeSystem, *, billable_only: bool = True, current_only: bool = True) -> list[str]:
     """Normalised codes of a system, sorted, e.g. to constrain decoding or to widen the code space."""
     system = CodeSystem.parse(system)

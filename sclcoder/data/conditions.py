@@ -1,8 +1,14 @@
 """The demo corpus's conditions: the table in `demo_conditions.yaml` (package data) loaded once and
-checked against its schema, with the prevalence order and the companions of each condition."""
+checked against its schema, with the prevalence order and the companions of each condition.
+
+The surface forms written in the table (clinical wording and shorthand) are widened with those the
+ICD-10-CM tabular list gives each code (title and inclusion terms, in simple-icd-10-cm), shared
+alternately between the seen names and the held-out ones, so that both test splits meet the code
+system's own wording as well as ours."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from importlib import resources
 from typing import Literal
@@ -10,6 +16,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from sclcoder.data import codes
 from sclcoder.errors import SclError
 
 
@@ -28,6 +35,41 @@ class Condition:
 
 
 CONDITIONS_FILE = "demo_conditions.yaml"
+MAX_FORM_WORDS = 5  # longer titles ("... without current pathological fracture") are not what notes say
+
+
+def package_forms(code: str) -> list[str]:
+    """The code's ICD-10-CM title and inclusion terms, and those of its parent subcategory, as a clinician
+    might write them (`codes.clean_term`), in tabular-list order, at most MAX_FORM_WORDS words each.
+    A category's terms are left out (F32's "single episode of major depression" is not F32.A), and so
+    are terms that list alternatives ("cardiac, heart or myocardial failure") or qualify by a clause."""
+    import simple_icd_10_cm as cm
+
+    parent = cm.get_parent(code)
+    terms = [cm.get_description(code), *codes.inclusion_terms(code, "icd10cm")]
+    if parent and "." in parent:
+        terms += codes.inclusion_terms(parent, "icd10cm")
+    forms = (codes.clean_term(t) for t in terms)
+    return list(
+        dict.fromkeys(
+            f for f in forms if len(f) >= 3 and len(f.split()) <= MAX_FORM_WORDS and not re.search(r" or |, with", f)
+        )
+    )
+
+
+def _widened(spec: _ConditionSpec) -> _ConditionSpec:
+    """The spec with the package forms it lacks shared out: the first to `names`, the next to
+    `unseen_names`, and so on (a code with one new form gets it for training)."""
+    known = {n.lower() for n in [*spec.names, *spec.unseen_names]}
+    new = [f for f in package_forms(spec.code) if f.lower() not in known]
+    names = [*spec.names, *new[0::2]]
+
+    def inside_a_name(form: str) -> bool:  # "esophageal reflux" is read in every "gastro-esophageal reflux ..."
+        return any(re.search(rf"(?<!\w){re.escape(form.lower())}(?!\w)", n.lower()) for n in names)
+
+    held_out = [f for f in new[1::2] if not inside_a_name(f)]
+    names += [f for f in new[1::2] if inside_a_name(f)]
+    return spec.model_copy(update={"names": names, "unseen_names": [*spec.unseen_names, *held_out]})
 
 
 class _ConditionSpec(BaseModel):
@@ -65,13 +107,18 @@ def load_conditions(text: str | None = None) -> tuple[tuple[Condition, ...], lis
         where = ".".join(str(x) for x in err["loc"])
         raise SclError(err["msg"], path=CONDITIONS_FILE, field=where) from None
     conditions = tuple(
-        Condition(**{k: tuple(v) if isinstance(v, list) else v for k, v in c.model_dump().items()})
+        Condition(**{k: tuple(v) if isinstance(v, list) else v for k, v in _widened(c).model_dump().items()})
         for c in spec.conditions
     )
     known = [c.code for c in conditions]
     shared = [(c.code, n) for c in conditions for n in c.unseen_names if n.lower() in {m.lower() for m in c.names}]
     if shared:
         raise SclError(f"{shared[0][1]!r} of {shared[0][0]} is both a seen and an unseen name", path=CONDITIONS_FILE)
+    owner: dict[str, str] = {}
+    for c in conditions:
+        for form in {n.lower() for n in [*c.names, *c.unseen_names]}:
+            if owner.setdefault(form, c.code) != c.code:
+                raise SclError(f"{form!r} names both {owner[form]} and {c.code}", path=CONDITIONS_FILE)
     duplicated = {code for code in known if known.count(code) > 1}
     unknown = [code for code in [*spec.prevalence, *spec.companions, *spec.companions.values()] if code not in known]
     if duplicated or unknown:

@@ -100,7 +100,8 @@ def sample_patient(rng: random.Random) -> Patient:
     if dnr:
         extras.append(BY_CODE["Z66"])
     present = {c.code for c in acute + chronic + extras}
-    negated = rng.sample([c for c in CONDITIONS if c.negations and c.code not in present], rng.randint(1, 3))
+    negatable = [c for c in CONDITIONS if (c.negations or c.acute) and c.code not in present]
+    negated = rng.sample(negatable, rng.randint(1, 3))
     slots = _slots(rng)
     meds = {c.code: rng.choice(c.meds) for c in acute + chronic if c.meds}
     return Patient(sex, age, acute, chronic, extras, negated, dnr, slots, meds)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import bisect
 import random
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -200,23 +199,15 @@ _TEMPLATES = (
 )
 
 
-def clean_term(term: str) -> str:
-    """A code title or inclusion term as a clinician might write it ("Unspecified atrial fibrillation"
-    -> "atrial fibrillation")."""
-    t = re.sub(r"\s*[\(\[][^\)\]]*[\)\]]", "", term)
-    t = re.sub(r",?\s*\b(unspecified|not otherwise specified|NOS)\b", "", t, flags=re.I)
-    t = re.sub(r"\s+", " ", t).strip(" ,;.-")
-    if len(t) > 1 and not t[:2].isupper():
-        t = t[:1].lower() + t[1:]
-    return t
-
-
 def offline_examples(code: str, system: CodeSystem, n: int, rng: random.Random) -> list[Example]:
     """Short spans written from the code's title and inclusion terms: no LLM, clearly weaker."""
     info = codes_mod.lookup(code, system)
     if info is None or not info.description:
         return []
-    terms = [clean_term(info.description), *(clean_term(t) for t in codes_mod.inclusion_terms(code, system))]
+    terms = [
+        codes_mod.clean_term(info.description),
+        *(codes_mod.clean_term(t) for t in codes_mod.inclusion_terms(code, system)),
+    ]
     terms = list(dict.fromkeys(t for t in terms if len(t) >= 3))
     if not terms:
         return []

@@ -78,10 +78,18 @@ class TrainingProgress(TrainerCallback):
         self.padding = padding
         self.started = 0.0
         self.first_step = 0
+        self.step_started = 0.0
+        self.stepping = 0.0  # seconds inside optimizer steps: tok/s leaves out validation and checkpoints
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.started = time.monotonic()
         self.first_step = state.global_step  # a resumed run starts past zero
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.step_started = time.monotonic()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.stepping += time.monotonic() - self.step_started
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         if interactive() or not state.is_world_process_zero or not logs or "loss" not in logs:
@@ -91,8 +99,8 @@ class TrainingProgress(TrainerCallback):
         parts = [f"train step {state.global_step}/{state.max_steps}", f"loss {logs['loss']:.4f}"]
         if "learning_rate" in logs:
             parts.append(f"lr {logs['learning_rate']:.2e}")
-        if self.padding and self.padding.real and elapsed > 0:
-            parts.append(f"{self.padding.real / elapsed:.0f} tok/s")
+        if self.padding and self.padding.real and self.stepping > 0:
+            parts.append(f"{self.padding.real / self.stepping:.0f} tok/s")
             parts.append(f"pad {100 * self.padding.pad_share:.0f}%")
         parts.append(f"elapsed {duration(elapsed)}")
         if done > 0 and state.global_step < state.max_steps:
