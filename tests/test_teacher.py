@@ -135,6 +135,23 @@ def test_notes_never_go_to_a_remote_endpoint_unless_allowed(tmp_path, tiny_model
         build_dataset(load_recipe(path), tmp_path / "ds")
 
 
+def test_synthesis_on_or_off_leaves_the_other_examples_as_they_were(tmp_path, tiny_model, demo_corpus) -> None:
+    from datasets import load_from_disk
+
+    def rows(name: str, synthesis: dict) -> list[tuple]:
+        (tmp_path / name).mkdir()
+        path = write_recipe(tmp_path / name, tiny_model, demo_corpus, synthesis=synthesis)
+        build_dataset(load_recipe(path), tmp_path / name / "ds")
+        train = load_from_disk(str(tmp_path / name / "ds" / "hf"))["train"]
+        return sorted((r["kind"], r["source"], r["begin"], r["end"], r["completion"]) for r in train)
+
+    on = rows("on", {"offline_fallback": True, "rare_threshold": 2, "per_code": 2, "codes": ["I21.9", "G43.909"]})
+    off = rows("off", {"offline_fallback": False})
+    assert sum(r[0] == "synthetic" for r in on) > 0
+    # the ablation differs by the synthesised examples only, not by another sample of windows and documents
+    assert [r for r in on if r[0] != "synthetic"] == off
+
+
 def test_offline_fallback_alone(tmp_path, tiny_model, demo_corpus) -> None:
     from sclcoder.data.codes import CodeSystem
     from sclcoder.sft.examples import offline_examples

@@ -293,7 +293,9 @@ def build_dataset(
             data.synthesis,
             train_docs=train_docs,
             system=system,
-            rng=rng,
+            # its own stream: switching synthesis on or off must not redraw the windows and documents below,
+            # or an ablation of it would compare two samples of the notes as well
+            rng=random.Random(f"{data.seed}:synthesis"),
             offline=offline_examples,
             cache_dir=cache,
         )
