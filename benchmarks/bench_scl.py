@@ -10,9 +10,10 @@ test, once each, on two test splits: `test` (held-out admissions, phrasing share
 
 A third arm, SCL without synthesised spans, measures the synthesis component: both SCL arms target the codes
 with fewer than RARE evidence spans in the training notes (the demo's tail), which the full SCL arm gets offline
-synthesised spans for (code titles and inclusion terms, no LLM) and the other does not; it trains at the
-learning rate chosen for SCL (it is an ablation of that setting, not a tuned method), and its effect is read
-on those rare codes as well as on all codes.
+synthesised spans for (code titles and inclusion terms, no LLM) and the other does not. Synthesis draws from
+its own random stream, so both datasets hold the same other examples (a sampler over a set of another size
+draws them in another order). The ablation trains at the learning rate chosen for SCL (it is an ablation of
+that setting, not a tuned method), and its effect is read on those rare codes as well as on all codes.
 
 Reported: mean and standard deviation over seeds; a bootstrap 95% interval over test notes of the
 difference in codes micro F1 (seeds averaged inside each resample); validation learning curves on one
