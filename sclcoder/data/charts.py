@@ -112,11 +112,6 @@ def negation_cues(cond: Condition) -> tuple[str, ...]:
     return cond.negations + ((*_RULED_OUT, *_RESOLVED) if cond.acute else ())
 
 
-def _heading(rng: random.Random, *variants: str) -> str:
-    """A section heading as different note templates write it."""
-    return rng.choice(variants)
-
-
 # Which surface forms mentions draw from: a chart of the phrase-disjoint test split words every condition
 # only with its `unseen_names`, which no other chart uses. Set for one write_chart call, read by _mention.
 _UNSEEN_PHRASES = contextvars.ContextVar("unseen_phrases", default=False)
@@ -167,7 +162,7 @@ def _header(rng: random.Random, t: _Text, p: Patient) -> None:
 def _present_illness(rng: random.Random, t: _Text, p: Patient) -> None:
     """Age, a few comorbidities, the presenting story, maybe one negated condition."""
     # History of present illness: p.age, a few comorbidities, the presenting story.
-    t.add(_heading(rng, "History of Present Illness:\n", "HPI:\n", "HISTORY OF PRESENT ILLNESS:\n"))
+    t.add(rng.choice(["History of Present Illness:\n", "HPI:\n", "HISTORY OF PRESENT ILLNESS:\n"]))
     intro = rng.choice(
         [
             "{age} yo {sx} with PMH of ",
@@ -205,7 +200,7 @@ def _present_illness(rng: random.Random, t: _Text, p: Patient) -> None:
 def _past_history(rng: random.Random, t: _Text, p: Patient) -> None:
     """Past medical history as a list, with fillers that are not codeable conditions here."""
     # Past medical history as a list, with fillers that are not codeable conditions here.
-    t.add(_heading(rng, "Past Medical History:\n", "PMH:\n", "PAST MEDICAL HISTORY:\n", "Medical History:\n"))
+    t.add(rng.choice(["Past Medical History:\n", "PMH:\n", "PAST MEDICAL HISTORY:\n", "Medical History:\n"]))
     pmh = [c for c in p.chronic + [e for e in p.extras if e.code in ("Z79.01", "Z79.4")] if rng.random() < 0.85]
     fillers = rng.sample(_FILLER_HISTORY, rng.randint(0, 2))
     items: list[Condition | str] = [*pmh, *fillers]
@@ -275,7 +270,7 @@ def _exam_and_results(rng: random.Random, t: _Text, p: Patient) -> None:
 def _hospital_course(rng: random.Random, t: _Text, p: Patient) -> None:
     """Problem-based: acute problems first, negated ones, then chronic issues and companions."""
     # Hospital course: problem-based, p.acute first, then p.chronic issues.
-    t.add(_heading(rng, "Brief Hospital Course:\n", "Hospital Course:\n", "Assessment and Plan by problem:\n"))
+    t.add(rng.choice(["Brief Hospital Course:\n", "Hospital Course:\n", "Assessment and Plan by problem:\n"]))
     t.add(f"{p.age} yo {p.sex} admitted with {rng.choice(p.primary.complaint)}.\n\n")
     for cond in p.acute:
         heading = rng.choice(["# {X}: ", "#{X}: ", "{X}: ", rng.choice(_UNCERTAIN)])
@@ -322,7 +317,7 @@ def _medications(rng: random.Random, t: _Text, p: Patient) -> None:
 
 def _discharge(rng: random.Random, t: _Text, p: Patient) -> None:
     """Discharge diagnoses, condition, code status and follow-up."""
-    t.add(_heading(rng, "Discharge Diagnosis:\n", "Discharge Diagnoses:\n", "DISCHARGE DIAGNOSES:\n"))
+    t.add(rng.choice(["Discharge Diagnosis:\n", "Discharge Diagnoses:\n", "DISCHARGE DIAGNOSES:\n"]))
     t.add(rng.choice(["Primary: ", "Primary diagnosis:\n", "PRIMARY: "]))
     for i, cond in enumerate(p.acute):
         t.template(("" if not i else ", ") + "{X}", _mention(rng, cond), cond.code)

@@ -43,12 +43,12 @@ def package_forms(code: str) -> list[str]:
     might write them (`codes.clean_term`), in tabular-list order, at most MAX_FORM_WORDS words each.
     A category's terms are left out (F32's "single episode of major depression" is not F32.A), and so
     are terms that list alternatives ("cardiac, heart or myocardial failure") or qualify by a clause."""
-    import simple_icd_10_cm as cm
-
-    parent = cm.get_parent(code)
-    terms = [cm.get_description(code), *codes.inclusion_terms(code, "icd10cm")]
-    if parent and "." in parent:
-        terms += codes.inclusion_terms(parent, "icd10cm")
+    info = codes.lookup(code, "icd10cm")
+    if info is None:
+        return []
+    terms = [info.description or "", *codes.inclusion_terms(code, "icd10cm")]
+    if info.parent and "." in info.parent:  # a subcategory, not a category
+        terms += codes.inclusion_terms(info.parent, "icd10cm")
     forms = (codes.clean_term(t) for t in terms)
     return list(
         dict.fromkeys(
