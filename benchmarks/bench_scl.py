@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import statistics
 import sys
 import time
@@ -40,7 +39,7 @@ from typing import Any
 from common import RUNS, table
 
 from sclcoder.artifacts import open_adapter
-from sclcoder.data.conditions import CONDITIONS
+from sclcoder.data.conditions import CONDITIONS, says
 from sclcoder.data.demo import UNSEEN_SPLIT, ensure_demo, read_demo
 from sclcoder.data.documents import write_documents
 from sclcoder.defaults import DEMO_TEST_NOTES
@@ -144,7 +143,7 @@ def synthesis_record(dataset_dir: Path) -> dict[str, Any]:
     rows = load_from_disk(str(dataset_dir / "hf"))["train"]
     texts = [r["text"].casefold() for r in rows if r["kind"] == "synthetic"]
     held_out = {n.casefold() for c in CONDITIONS for n in c.unseen_names}
-    quoting = sum(any(re.search(rf"(?<!\w){re.escape(h)}(?!\w)", t) for h in held_out) for t in texts)
+    quoting = sum(any(says(t, h) for h in held_out) for t in texts)
     return {"rare_codes": stats["synthesis"].get("targets", []), "synthetic": len(texts), "synthetic_held_out": quoting}
 
 

@@ -38,6 +38,12 @@ CONDITIONS_FILE = "demo_conditions.yaml"
 MAX_FORM_WORDS = 5  # longer titles ("... without current pathological fracture") are not what notes say
 
 
+def says(text: str, phrase: str) -> bool:
+    """Whether `text` holds `phrase` as whole words, case aside: how the demo decides that a note (or a
+    longer name) already uses a surface form ("esophageal reflux" in "gastro-esophageal reflux disease")."""
+    return re.search(rf"(?<!\w){re.escape(phrase.casefold())}(?!\w)", text.casefold()) is not None
+
+
 def package_forms(code: str) -> list[str]:
     """The code's ICD-10-CM title and inclusion terms, and those of its parent subcategory, as a clinician
     might write them (`codes.clean_term`), in tabular-list order, at most MAX_FORM_WORDS words each.
@@ -65,7 +71,7 @@ def _widened(spec: _ConditionSpec) -> _ConditionSpec:
     names = [*spec.names, *new[0::2]]
 
     def inside_a_name(form: str) -> bool:  # "esophageal reflux" is read in every "gastro-esophageal reflux ..."
-        return any(re.search(rf"(?<!\w){re.escape(form.lower())}(?!\w)", n.lower()) for n in names)
+        return any(says(n, form) for n in names)
 
     held_out = [f for f in new[1::2] if not inside_a_name(f)]
     names += [f for f in new[1::2] if inside_a_name(f)]

@@ -28,7 +28,6 @@ from __future__ import annotations
 import csv
 import json
 import random
-import re
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -38,7 +37,7 @@ from sclcoder import defaults
 from sclcoder.data import codes as codes_mod
 from sclcoder.data.charts import write_chart
 from sclcoder.data.codes import CodeSystem
-from sclcoder.data.conditions import CONDITIONS_FILE
+from sclcoder.data.conditions import CONDITIONS_FILE, says
 from sclcoder.data.documents import Document
 from sclcoder.data.readers import DISCHARGE, ReadReport, read_mdace
 from sclcoder.errors import SclError
@@ -169,7 +168,7 @@ def phrase_overlap(
             for a in n["annotations"]
         }
     )
-    shared = [x for x in strings if re.search(rf"(?<!\w){re.escape(x)}(?!\w)", training)]
+    shared = [x for x in strings if says(training, x)]
     return {"evidence_strings": len(strings), "in_training_notes": len(shared), "shared": shared}
 
 
