@@ -39,6 +39,7 @@ from typing import Any
 from common import RUNS, table
 
 from sclcoder.artifacts import open_adapter
+from sclcoder.backbones import resolve_model
 from sclcoder.data.conditions import CONDITIONS, says
 from sclcoder.data.demo import UNSEEN_SPLIT, ensure_demo, read_demo
 from sclcoder.data.documents import write_documents
@@ -49,7 +50,7 @@ from sclcoder.files import write_json_atomic
 from sclcoder.infer.engine import VllmEngine, predict_settings
 from sclcoder.infer.merge import merged_weights, peft_model
 from sclcoder.infer.predict import predict
-from sclcoder.recipe import load_recipe
+from sclcoder.recipe import PredictSection, load_recipe
 from sclcoder.selection import train_and_select
 from sclcoder.sft.build import build_dataset
 
@@ -74,7 +75,31 @@ TEST_NOTES = {"test": DEMO_TEST_NOTES}  # the demo's own test slice; every phras
 ROOT = RUNS / "scl"
 
 
-def fit(arm: str, lr: float, seed: int) -> dict[str, Any]:
+class SharedEngine:
+    """The experiment's one vLLM engine, started at its first use: every run's validation scorings and every
+    test scoring take merged weights in turn (a start per run would cost ~20 s each)."""
+
+    def __init__(self) -> None:
+        self.engine: VllmEngine | None = None
+
+    def get(self, model: str, settings: PredictSection) -> VllmEngine:
+        if self.engine is None:
+            self.engine = VllmEngine(
+                model,
+                max_model_len=settings.max_model_len,
+                dtype=settings.dtype,
+                max_lora_rank=None,
+                cpu_kv_cache_gb=settings.cpu_kv_cache_gb,
+            )
+        return self.engine
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
+            self.engine = None
+
+
+def fit(arm: str, lr: float, seed: int, shared: SharedEngine) -> dict[str, Any]:
     """Build the arm's dataset and train it with task_eval; the run's record (kept on disk, reused)."""
     out = ROOT / f"{SLUG[arm]}-lr{lr:g}-seed{seed}"
     done = out / "fit.json"
@@ -103,7 +128,8 @@ def fit(arm: str, lr: float, seed: int) -> dict[str, Any]:
     build_dataset(recipe, out / "run" / "dataset")
     synthesis = synthesis_record(out / "run" / "dataset")
     started = time.perf_counter()
-    result = train_and_select(recipe, overwrite=True)
+    engine = shared.get(resolve_model(recipe.model.model_name_or_path), recipe.predict)
+    result = train_and_select(recipe, overwrite=True, engine=engine)
     seconds = time.perf_counter() - started
     record = open_adapter(result.adapter_dir).record
     history = record.task_eval["history"]
@@ -147,58 +173,46 @@ def synthesis_record(dataset_dir: Path) -> dict[str, Any]:
     return {"rare_codes": stats["synthesis"].get("targets", []), "synthetic": len(texts), "synthetic_held_out": quoting}
 
 
-def score(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Test predictions of each run on both splits (vLLM, constrained as `predict` runs) and their scores;
-    one engine takes each adapter's merged weights in turn. Kept on disk per run, reused."""
+def score(runs: list[dict[str, Any]], shared: SharedEngine) -> list[dict[str, Any]]:
+    """Test predictions of each run on both splits (vLLM, constrained as `predict` runs) and their scores.
+    Kept on disk per run, reused."""
     corpus = ROOT / "corpus"
-    engine: VllmEngine | None = None
     results = []
-    try:
-        for run in runs:
-            adapter = Path(run["adapter"])
-            done = adapter.parent.parent / "test.json"
-            if done.exists():
-                results.append(json.loads(done.read_text()))
-                continue
-            ad = open_adapter(adapter)
-            settings = predict_settings(ad)
-            started = time.perf_counter()  # the engine's start-up counts once, with the first run it scores
-            if engine is None:
-                engine = VllmEngine(
-                    ad.base_model,
-                    max_model_len=settings.max_model_len,
-                    dtype=settings.dtype,
-                    max_lora_rank=None,
-                    cpu_kv_cache_gb=settings.cpu_kv_cache_gb,
-                )
-            engine.load_weights(merged_weights(peft_model(ad)))  # no restart between adapters
-            result: dict[str, Any] = {}
-            for split in SPLITS:
-                notes = ROOT / f"{split}-notes.jsonl"
-                docs = read_demo(corpus, split=split)[: TEST_NOTES.get(split)]
-                if not notes.exists():
-                    write_documents(notes, docs)
-                preds_path = adapter.parent.parent / f"{split}.predictions.jsonl"
-                predict(notes, preds_path, adapter=adapter, settings=settings, engine=engine, overwrite=True)
-                gold = gold_demo(corpus, split=split)
-                gold = replace(gold, docs=gold.docs[: len(docs)])  # the notes predicted, in the split's order
-                preds, info = load_predictions(preds_path, gold)
-                report = evaluate(gold, preds, info, seen_codes=set(ad.record.codes))
-                predicted = {p.id: sorted(p.codes) for p in preds}
-                result[split] = {
-                    "notes": len(docs),
-                    "micro_f1": report["codes"]["micro"]["f1"],
-                    "macro_f1": report["codes"]["macro_over_gold_codes"]["f1"],
-                    "pi_token_f1": report["evidence_mdace"]["token_position_independent"]["f1"],
-                    "codes_predicted": sum(len(c) for c in predicted.values()),
-                    "per_note": {d.id: [sorted(d.codes), predicted.get(d.id, [])] for d in gold.docs},
-                }
-            result["seconds"] = round(time.perf_counter() - started, 1)
-            write_json_atomic(done, result)
-            results.append(result)
-    finally:
-        if engine is not None:
-            engine.close()
+    for run in runs:
+        adapter = Path(run["adapter"])
+        done = adapter.parent.parent / "test.json"
+        if done.exists():
+            results.append(json.loads(done.read_text()))
+            continue
+        ad = open_adapter(adapter)
+        settings = predict_settings(ad)
+        started = time.perf_counter()  # a start-up of the engine counts with the run that needed it
+        engine = shared.get(ad.base_model, settings)
+        engine.load_weights(merged_weights(peft_model(ad)))
+        result: dict[str, Any] = {}
+        for split in SPLITS:
+            notes = ROOT / f"{split}-notes.jsonl"
+            docs = read_demo(corpus, split=split)[: TEST_NOTES.get(split)]
+            if not notes.exists():
+                write_documents(notes, docs)
+            preds_path = adapter.parent.parent / f"{split}.predictions.jsonl"
+            predict(notes, preds_path, adapter=adapter, settings=settings, engine=engine, overwrite=True)
+            gold = gold_demo(corpus, split=split)
+            gold = replace(gold, docs=gold.docs[: len(docs)])  # the notes predicted, in the split's order
+            preds, info = load_predictions(preds_path, gold)
+            report = evaluate(gold, preds, info, seen_codes=set(ad.record.codes))
+            predicted = {p.id: sorted(p.codes) for p in preds}
+            result[split] = {
+                "notes": len(docs),
+                "micro_f1": report["codes"]["micro"]["f1"],
+                "macro_f1": report["codes"]["macro_over_gold_codes"]["f1"],
+                "pi_token_f1": report["evidence_mdace"]["token_position_independent"]["f1"],
+                "codes_predicted": sum(len(c) for c in predicted.values()),
+                "per_note": {d.id: [sorted(d.codes), predicted.get(d.id, [])] for d in gold.docs},
+            }
+        result["seconds"] = round(time.perf_counter() - started, 1)
+        write_json_atomic(done, result)
+        results.append(result)
     return results
 
 
@@ -289,12 +303,16 @@ def compute_minutes() -> float:
 
 def run() -> tuple[str, dict[str, Any]]:
     started = time.perf_counter()
-    grid = {arm: {lr: fit(arm, lr, SEEDS[0]) for lr in GRID} for arm in ARMS}
-    chosen = {arm: max(GRID, key=lambda lr: (grid[arm][lr]["validation_micro_f1"], -lr)) for arm in ARMS}
-    finals = {arm: [grid[arm][chosen[arm]], *(fit(arm, chosen[arm], s) for s in SEEDS[1:])] for arm in ARMS}
-    chosen[ABLATION] = chosen["SCL"]
-    finals[ABLATION] = [fit(ABLATION, chosen["SCL"], s) for s in SEEDS]
-    scored = score([r for runs in finals.values() for r in runs])  # one engine for every run
+    shared = SharedEngine()
+    try:
+        grid = {arm: {lr: fit(arm, lr, SEEDS[0], shared) for lr in GRID} for arm in ARMS}
+        chosen = {arm: max(GRID, key=lambda lr: (grid[arm][lr]["validation_micro_f1"], -lr)) for arm in ARMS}
+        finals = {arm: [grid[arm][chosen[arm]], *(fit(arm, chosen[arm], s, shared) for s in SEEDS[1:])] for arm in ARMS}
+        chosen[ABLATION] = chosen["SCL"]
+        finals[ABLATION] = [fit(ABLATION, chosen["SCL"], s, shared) for s in SEEDS]
+        scored = score([r for runs in finals.values() for r in runs], shared)
+    finally:
+        shared.close()
     tests = {arm: scored[i * len(SEEDS) : (i + 1) * len(SEEDS)] for i, arm in enumerate(finals)}
     failed = {arm: [t[s]["codes_predicted"] == 0 for t in tests[arm] for s in SPLITS] for arm in finals}
     rare = set(finals["SCL"][0]["rare_codes"])

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from transformers import TrainerCallback
 
 from sclcoder.artifacts import METADATA, Adapter, open_adapter
+from sclcoder.backbones import resolve_model
 from sclcoder.errors import SclError
 from sclcoder.files import atomic_dir, parse_json, write_json_atomic
 from sclcoder.progress import say
@@ -48,13 +49,14 @@ def task_eval_dir(recipe: Recipe) -> Path:
 class TaskEval(TrainerCallback):
     """Scores the adapter on the validation notes every `eval_steps` steps and at the last step."""
 
-    def __init__(self, recipe: Recipe, notes: Path, gold: Any) -> None:
+    def __init__(self, recipe: Recipe, notes: Path, gold: Any, engine: VllmEngine | None = None) -> None:
         self.recipe = recipe
         self.notes = notes
         self.gold = gold
         self.folder = task_eval_dir(recipe)
         self.writer: Any = None
-        self.vllm: VllmEngine | None = None
+        self.vllm = engine
+        self.owns_engine = engine is None  # an engine handed in serves other runs after this one
         history_file = self.folder / "history.json"
         self.history: list[dict[str, Any]] = (
             parse_json(history_file.read_bytes(), path=history_file) if history_file.exists() else []
@@ -78,7 +80,7 @@ class TaskEval(TrainerCallback):
         self.score(step, kwargs["model"], kwargs["processing_class"])
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if self.vllm is not None:
+        if self.vllm is not None and self.owns_engine:
             self.vllm.close()
             self.vllm = None
 
@@ -156,9 +158,13 @@ def validation_notes(recipe: Recipe, folder: Path) -> tuple[Path, Any]:
     return path, gold_documents(docs, "validation", notes=len(docs))
 
 
-def train_and_select(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> TrainResult:
+def train_and_select(
+    recipe: Recipe, *, resume: bool = False, overwrite: bool = False, engine: VllmEngine | None = None
+) -> TrainResult:
     """`sclcoder train`: train; with task_eval.eval_steps set, score the adapter along the way and keep the
-    best one (see the module docstring)."""
+    best one (see the module docstring). `engine`, a vLLM engine already running on the recipe's base model,
+    scores instead of one started for this run and is left running: runs of a sweep in one process share it
+    (each start-up costs ~20 s on CPU); its weights are replaced at every scoring."""
     if not recipe.task_eval.eval_steps:
         return train(recipe, resume=resume, overwrite=overwrite)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -166,12 +172,17 @@ def train_and_select(recipe: Recipe, *, resume: bool = False, overwrite: bool = 
             "task_eval scores the adapter in one process; run it without a launcher or unset eval_steps",
             field="task_eval.eval_steps",
         )
+    if engine is not None and engine.model != resolve_model(recipe.model.model_name_or_path):
+        raise SclError(
+            f"the engine handed to task_eval runs {engine.model}, not the recipe's base model",
+            field="model.model_name_or_path",
+        )
     check_output_dir(recipe, resume=resume, overwrite=overwrite)  # before anything of an earlier run goes
     folder = task_eval_dir(recipe)
     if not resume:
         shutil.rmtree(folder, ignore_errors=True)  # scores of an earlier run do not belong to this one
     notes, gold = validation_notes(recipe, folder)
-    callback = TaskEval(recipe, notes, gold)
+    callback = TaskEval(recipe, notes, gold, engine)
     result = train(recipe, resume=resume, overwrite=overwrite, callbacks=[callback])
     best, last = callback.best(), max(h["step"] for h in callback.history)
     chosen = best["step"] if best and recipe.task_eval.load_best_model_at_end else last

@@ -11,8 +11,9 @@ import yaml
 from safetensors.torch import load_file
 
 from sclcoder.artifacts import open_adapter
+from sclcoder.backbones import resolve_model
 from sclcoder.errors import SclError
-from sclcoder.infer.engine import engine_for, predict_settings
+from sclcoder.infer.engine import VllmEngine, engine_for, predict_settings
 from sclcoder.infer.predict import predict
 from sclcoder.recipe import load_recipe
 from sclcoder.selection import METRICS, train_and_select
@@ -31,7 +32,28 @@ def test_the_adapter_kept_is_the_best_scored_step(tmp_path: Path, tiny_model: Pa
     # a high rate, so that the two steps answer differently even where a tiny model says little
     path = tiny_recipe(tmp_path, tiny_model, demo_corpus, max_steps=2, save_steps=1, learning_rate=3e-2)
     recipe = load_recipe(_with_task_eval(path, eval_steps=1, max_notes=2))
-    result = train_and_select(recipe, overwrite=True)
+    folder = Path(recipe.train.output_dir) / "task-eval"
+    # an engine handed in (a sweep's, shared by its runs) scores every step and is left running, holding the
+    # last step's weights: what it writes now is what it wrote at step 2
+    shared = VllmEngine(
+        resolve_model(recipe.model.model_name_or_path),
+        max_model_len=recipe.predict.max_model_len,
+        max_lora_rank=None,
+        cpu_kv_cache_gb=recipe.predict.cpu_kv_cache_gb,
+    )
+    try:
+        result = train_and_select(recipe, overwrite=True, engine=shared)
+        last_step = (folder / "step-2.predictions.jsonl").read_text().splitlines()
+        predict(folder / "validation-notes.jsonl", tmp_path / "shared.jsonl", adapter=result.adapter_dir, engine=shared)
+        other = recipe.model_copy(deep=True)
+        other.model.model_name_or_path = str(tmp_path)
+        with pytest.raises(SclError, match="engine handed") as err:  # it cannot score another base model
+            train_and_select(other, overwrite=True, engine=shared)
+        assert err.value.field == "model.model_name_or_path"
+    finally:
+        shared.close()
+    now = (tmp_path / "shared.jsonl").read_text().splitlines()
+    assert [json.loads(x)["windows"] for x in now] == [json.loads(x)["windows"] for x in last_step]
 
     record = open_adapter(result.adapter_dir).record
     history = record.task_eval["history"]
@@ -40,7 +62,6 @@ def test_the_adapter_kept_is_the_best_scored_step(tmp_path: Path, tiny_model: Pa
     assert 0 < history[0]["tokens"] < history[1]["tokens"]  # tokens seen grow with the steps
     best = max(history, key=lambda h: (h["codes_micro_f1"], -h["step"]))  # ties go to the earlier step
     assert record.task_eval["selected_step"] == best["step"]
-    folder = Path(recipe.train.output_dir) / "task-eval"
     assert json.loads((folder / "history.json").read_text()) == history
     kept = load_file(folder / f"step-{best['step']}" / "adapter_model.safetensors")
     final = load_file(result.adapter_dir / "adapter_model.safetensors")
@@ -50,7 +71,7 @@ def test_the_adapter_kept_is_the_best_scored_step(tmp_path: Path, tiny_model: Pa
         train_and_select(recipe)
     assert json.loads((folder / "history.json").read_text()) == history
 
-    # one vLLM engine took each step's weights in place: what it wrote is what `predict` writes for the saved
+    # the engine took each step's weights in place: what it wrote is what `predict` writes for the saved
     # adapter of that step, merged and served by an engine of its own
     step = folder / f"step-{best['step']}"
     ad = open_adapter(step)
