@@ -9,11 +9,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from common import RUNS, in_child, table
+from common import AVX2, RUNS, in_child, table
 
 from sclcoder.device import cpu_info
 
-AVX2 = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 NOTES = 3  # bf16 weights on AVX2 decode about one demo note a minute (make bench within its hour)
 SPLIT_NOTES = 3  # for the prefill/decode split: ~25 windows (make bench within its hour)
 HF_BATCH = 16  # windows per transformers forward or generate call

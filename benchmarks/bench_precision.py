@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import sys
 
-from common import in_child, table
+from common import AVX2, in_child, table
 
 from sclcoder.device import cpu_info
 
 BATCH, TOKENS = 4, 150
-AVX2 = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 
 def _probe(autocast: bool, steps: int, warmup: int) -> dict[str, float | str]:

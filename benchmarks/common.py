@@ -15,6 +15,15 @@ from pathlib import Path
 from typing import Any
 
 RUNS = Path(os.environ.get("SCLCODER_BENCH_DIR", "runs/bench"))
+# a child capped like an AVX2 CPU: torch's and oneDNN's ISA caps, and AVX2's CPUID answers for what the caps
+# do not reach (avx2_cpu/sitecustomize.py)
+AVX2 = {
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(Path(__file__).resolve().with_name("avx2_cpu")), os.environ.get("PYTHONPATH")])
+    ),
+}
 
 
 def machine() -> str:
@@ -54,7 +63,9 @@ def in_child(call: str, env: dict[str, str]) -> Any:
         cwd=Path(__file__).parent,
         capture_output=True,
         text=True,
-        check=True,
     )
+    if proc.returncode:  # the child's own last words, not only its exit status
+        tail = "\n".join(proc.stderr.splitlines()[-30:])
+        raise RuntimeError(f"{call} failed (exit {proc.returncode}) with {env}:\n{tail}")
     line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
     return json.loads(line.removeprefix("RESULT "))
