@@ -162,9 +162,9 @@ def train_and_select(
     recipe: Recipe, *, resume: bool = False, overwrite: bool = False, engine: VllmEngine | None = None
 ) -> TrainResult:
     """`sclcoder train`: train; with task_eval.eval_steps set, score the adapter along the way and keep the
-    best one (see the module docstring). `engine`, a vLLM engine already running on the recipe's base model,
-    scores instead of one started for this run and is left running: runs of a sweep in one process share it
-    (each start-up costs ~20 s on CPU); its weights are replaced at every scoring."""
+    best one (see the module docstring). `engine`, a vLLM engine already running on the recipe's base model
+    (task_eval.engine: vllm), scores instead of one started for this run and is left running: runs of a sweep
+    in one process share it (each start-up costs ~20 s on CPU); its weights are replaced at every scoring."""
     if not recipe.task_eval.eval_steps:
         return train(recipe, resume=resume, overwrite=overwrite)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -172,6 +172,8 @@ def train_and_select(
             "task_eval scores the adapter in one process; run it without a launcher or unset eval_steps",
             field="task_eval.eval_steps",
         )
+    if engine is not None and recipe.task_eval.engine != "vllm":
+        raise SclError("a vLLM engine was handed in, but task_eval decodes with transformers", field="task_eval.engine")
     if engine is not None and engine.model != resolve_model(recipe.model.model_name_or_path):
         raise SclError(
             f"the engine handed to task_eval runs {engine.model}, not the recipe's base model",

@@ -50,6 +50,11 @@ def test_the_adapter_kept_is_the_best_scored_step(tmp_path: Path, tiny_model: Pa
         with pytest.raises(SclError, match="engine handed") as err:  # it cannot score another base model
             train_and_select(other, overwrite=True, engine=shared)
         assert err.value.field == "model.model_name_or_path"
+        local = recipe.model_copy(deep=True)
+        local.task_eval.engine = "transformers"
+        with pytest.raises(SclError, match="handed in") as err:  # nor go unused beside transformers' generate
+            train_and_select(local, overwrite=True, engine=shared)
+        assert err.value.field == "task_eval.engine"
     finally:
         shared.close()
     now = (tmp_path / "shared.jsonl").read_text().splitlines()
