@@ -47,7 +47,7 @@ from sclcoder.defaults import DEMO_TEST_NOTES
 from sclcoder.eval.evaluate import evaluate
 from sclcoder.eval.gold import gold_demo, load_predictions
 from sclcoder.files import write_json_atomic
-from sclcoder.infer.engine import VllmEngine, predict_settings
+from sclcoder.infer.engine import VllmEngine, base_engine, predict_settings
 from sclcoder.infer.merge import merged_weights, peft_model
 from sclcoder.infer.predict import predict
 from sclcoder.recipe import PredictSection, load_recipe
@@ -84,13 +84,7 @@ class SharedEngine:
 
     def get(self, model: str, settings: PredictSection) -> VllmEngine:
         if self.engine is None:
-            self.engine = VllmEngine(
-                model,
-                max_model_len=settings.max_model_len,
-                dtype=settings.dtype,
-                max_lora_rank=None,
-                cpu_kv_cache_gb=settings.cpu_kv_cache_gb,
-            )
+            self.engine = base_engine(model, settings)
         return self.engine
 
     def close(self) -> None:

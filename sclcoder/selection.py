@@ -86,22 +86,14 @@ class TaskEval(TrainerCallback):
 
     def engine(self, adapter: Adapter, settings: PredictSection, model: Any, tokenizer: Any) -> Engine:
         """The decoder for this scoring, holding the weights of `model` as they stand."""
-        from sclcoder.infer.engine import VllmEngine
+        from sclcoder.infer.engine import base_engine
         from sclcoder.infer.local import TransformersEngine
         from sclcoder.infer.merge import merged_weights
 
         if self.recipe.task_eval.engine == "transformers":
             return TransformersEngine(model, tokenizer, batch_size=WINDOWS_PER_BATCH)
         if self.vllm is None:
-            self.vllm = VllmEngine(
-                adapter.base_model,
-                max_model_len=settings.max_model_len,
-                dtype=settings.dtype,
-                max_lora_rank=None,
-                gpu_memory_utilization=self.recipe.task_eval.gpu_memory_utilization,
-                enforce_eager=settings.enforce_eager,
-                cpu_kv_cache_gb=settings.cpu_kv_cache_gb,
-            )
+            self.vllm = base_engine(adapter.base_model, settings, self.recipe.task_eval.gpu_memory_utilization)
         self.vllm.load_weights(merged_weights(model))
         return self.vllm
 

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from sclcoder.artifacts import open_adapter
 from sclcoder.backbones import resolve_model
 from sclcoder.errors import SclError
-from sclcoder.infer.engine import VllmEngine, engine_for, predict_settings
+from sclcoder.infer.engine import base_engine, engine_for, predict_settings
 from sclcoder.infer.predict import predict
 from sclcoder.recipe import load_recipe
 from sclcoder.selection import METRICS, train_and_select
@@ -35,12 +35,7 @@ def test_the_adapter_kept_is_the_best_scored_step(tmp_path: Path, tiny_model: Pa
     folder = Path(recipe.train.output_dir) / "task-eval"
     # an engine handed in (a sweep's, shared by its runs) scores every step and is left running, holding the
     # last step's weights: what it writes now is what it wrote at step 2
-    shared = VllmEngine(
-        resolve_model(recipe.model.model_name_or_path),
-        max_model_len=recipe.predict.max_model_len,
-        max_lora_rank=None,
-        cpu_kv_cache_gb=recipe.predict.cpu_kv_cache_gb,
-    )
+    shared = base_engine(resolve_model(recipe.model.model_name_or_path), recipe.predict)
     try:
         result = train_and_select(recipe, overwrite=True, engine=shared)
         last_step = (folder / "step-2.predictions.jsonl").read_text().splitlines()

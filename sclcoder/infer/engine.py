@@ -432,6 +432,22 @@ def predict_settings(
         raise SclError(problem, field=where) from None
 
 
+def base_engine(model: str, settings: PredictSection, gpu_memory_utilization: float | None = None) -> VllmEngine:
+    """An engine on the base weights without LoRA, for merged weights handed in later (`load_weights`):
+    validation while training, and sweeps that score many adapters on one engine."""
+    if gpu_memory_utilization is None:
+        gpu_memory_utilization = settings.gpu_memory_utilization
+    return VllmEngine(
+        model,
+        max_model_len=settings.max_model_len,
+        dtype=settings.dtype,
+        max_lora_rank=None,
+        gpu_memory_utilization=gpu_memory_utilization,
+        enforce_eager=settings.enforce_eager,
+        cpu_kv_cache_gb=settings.cpu_kv_cache_gb,
+    )
+
+
 def engine_for(adapter: Adapter, settings: PredictSection) -> VllmEngine:
     """The in-process engine for an adapter: merged into the base weights, or with LoRA per request.
 
