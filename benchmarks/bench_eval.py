@@ -10,11 +10,13 @@ from dataclasses import replace
 
 from common import RUNS, table, timed
 
-from sclcoder.data.demo import ensure_demo, read_demo
+from sclcoder.data.corpus_folder import read_demo
 from sclcoder.data.documents import Document, Evidence
+from sclcoder.demo.corpus import ensure_demo
 from sclcoder.eval.evaluate import evaluate
 from sclcoder.eval.gold import Gold
 from sclcoder.eval.metrics import Prediction
+from sclcoder.eval.report import PredictionsSummary
 
 MDACE_TEST_ADMISSIONS = 60  # lines of MDace-ev-test.csv (Inpatient)
 
@@ -51,7 +53,7 @@ def run() -> str:
         preds = [noisy_prediction(d, rng, vocabulary) for d in docs]
         gold = Gold("demo", docs, group=lambda d: str(d.meta["hadm_id"]), settings={})
         with timed() as t:
-            report = evaluate(gold, preds, {})
+            report = evaluate(gold, preds, PredictionsSummary(format="jsonl", path="(in memory)"))
         rows.append(
             [
                 label,
@@ -59,7 +61,7 @@ def run() -> str:
                 sum(len(d.evidence) for d in docs),
                 f"{t[0]:.2f}",
                 f"{n / t[0]:.0f}",
-                f"{report['codes']['micro']['f1']:.3f}",
+                f"{report.codes_micro_f1:.3f}",
             ]
         )
     return "\n".join(

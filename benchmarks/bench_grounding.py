@@ -17,9 +17,11 @@ from sclcoder.data import codes as codes_mod
 from sclcoder.data.documents import read_documents
 from sclcoder.data.windows import split_windows
 from sclcoder.eval.evaluate import run_eval
-from sclcoder.infer.engine import Request, engine_for, predict_settings
+from sclcoder.infer.coder import adapter_prompt
+from sclcoder.infer.engine import Request, Sampling
 from sclcoder.infer.grounding import answer_grammar
-from sclcoder.infer.predict import adapter_prompt, predict
+from sclcoder.infer.predict import predict
+from sclcoder.infer.settings import engine_for, predict_settings
 from sclcoder.sft.answer import answer_schema
 from sclcoder.sft.prompts import Renderer
 
@@ -87,7 +89,10 @@ def run(
     engine = engine_for(ad, settings)
     try:
         engine.generate(  # prefill and warm up once, so that no row pays for it
-            [Request(renderer.prompt_ids(c), renderer.messages(c)) for c in chunks[:4]], schema=None, max_tokens=4
+            [Request(renderer.prompt_ids(c), renderer.messages(c)) for c in chunks[:4]],
+            schema=None,
+            sampling=Sampling(4, 0.0, 1.0),
+            lora_path=None,
         )
         speed = []
         schema = answer_schema(ad.record.codes)
@@ -102,7 +107,10 @@ def run(
             requests = [make(c) for c in chunks]
             start = time.perf_counter()
             gens = engine.generate(
-                requests, schema=schema if label == "schema" else None, max_tokens=settings.max_new_tokens
+                requests,
+                schema=schema if label == "schema" else None,
+                sampling=Sampling(settings.max_new_tokens, 0.0, 1.0),
+                lora_path=None,
             )
             seconds = time.perf_counter() - start
             tokens = sum(g.completion_tokens for g in gens)
@@ -114,7 +122,7 @@ def run(
         for grounding in ("schema", "substring"):
             chosen = settings.model_copy(update={"grounding": grounding, "constrain_codes": True})
             preds = out / f"{grounding}.jsonl"
-            report = predict(notes, preds, adapter=ad.path, settings=chosen, engine=engine, overwrite=True)
+            report = predict(notes, preds, adapter=ad, settings=chosen, engine=engine, overwrite=True)
             scores = run_eval("demo", predictions=preds, corpus=corpus, output=out / f"eval-{grounding}")
             quotes = sum(report.quotes.values())
             exact = report.quotes.get("exact", 0)

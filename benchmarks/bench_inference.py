@@ -21,13 +21,13 @@ HF_BATCH = 16  # windows per transformers forward or generate call
 def _probe(adapter: str, notes: str, dtype: str, out: str) -> dict[str, float]:
     """Runs inside the child: start the engine, then time `predict` on the first NOTES notes."""
     from sclcoder.artifacts import open_adapter
-    from sclcoder.infer.engine import engine_for, predict_settings
     from sclcoder.infer.predict import predict
+    from sclcoder.infer.settings import engine_for, predict_settings
 
     ad = open_adapter(adapter)
     settings = predict_settings(ad).model_copy(update={"dtype": dtype, "merge_adapter": "always"})
     engine = engine_for(ad, settings)
-    report = predict(notes, out, adapter=adapter, settings=settings, engine=engine, overwrite=True, limit=NOTES)
+    report = predict(notes, out, adapter=ad, settings=settings, engine=engine, overwrite=True, limit=NOTES)
     valid = 1 - report.invalid_answers / max(1, report.windows)
     return {"notes_per_s": report.notes_per_second, "tok_per_s": report.tokens_per_second, "valid": valid}
 
@@ -44,10 +44,11 @@ def _split_probe(adapter: str, notes: str) -> dict[str, float]:
     from sclcoder.data.documents import read_documents
     from sclcoder.data.windows import split_windows
     from sclcoder.device import resolve_precision
-    from sclcoder.infer.engine import Request, engine_for, predict_settings
+    from sclcoder.infer.coder import adapter_prompt
+    from sclcoder.infer.engine import Request, Sampling
     from sclcoder.infer.grounding import answer_grammar
     from sclcoder.infer.merge import merged_model
-    from sclcoder.infer.predict import adapter_prompt
+    from sclcoder.infer.settings import engine_for, predict_settings
     from sclcoder.sft.prompts import Renderer
 
     ad = open_adapter(adapter)
@@ -71,15 +72,15 @@ def _split_probe(adapter: str, notes: str) -> dict[str, float]:
     _, others = windows_of(docs[SPLIT_NOTES : 2 * SPLIT_NOTES])
     # warm-up on other notes' windows (new shapes pay for oneDNN primitives once); vLLM's prefix cache is
     # emptied before each timed pass, or the second pass would find the first one's prompts cached
-    engine.generate([Request(p, []) for p in others], schema=None, max_tokens=4)
+    engine.generate([Request(p, []) for p in others], schema=None, sampling=Sampling(4, 0.0, 1.0), lora_path=None)
     engine.llm.reset_prefix_cache()
     start = time.perf_counter()
-    engine.generate([Request(p, []) for p in prompts], schema=None, max_tokens=1)
+    engine.generate([Request(p, []) for p in prompts], schema=None, sampling=Sampling(1, 0.0, 1.0), lora_path=None)
     prefill = time.perf_counter() - start
     engine.llm.reset_prefix_cache()
     requests = [Request(p, [], answer_grammar(c, ad.record.codes)) for p, c in zip(prompts, chunks, strict=True)]
     start = time.perf_counter()
-    gens = engine.generate(requests, schema=None, max_tokens=settings.max_new_tokens)
+    gens = engine.generate(requests, schema=None, sampling=Sampling(settings.max_new_tokens, 0.0, 1.0), lora_path=None)
     whole = time.perf_counter() - start
     engine.close()
 
@@ -99,7 +100,7 @@ def _split_probe(adapter: str, notes: str) -> dict[str, float]:
 
     hf = TransformersEngine(model, tokenizer, batch_size=HF_BATCH)
     start = time.perf_counter()
-    hf_gens = hf.generate(requests, schema=None, max_tokens=settings.max_new_tokens)
+    hf_gens = hf.generate(requests, schema=None, sampling=Sampling(settings.max_new_tokens, 0.0, 1.0), lora_path=None)
     hf_whole = time.perf_counter() - start
     return {
         "hf_whole_s": hf_whole,

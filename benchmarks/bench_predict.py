@@ -14,8 +14,9 @@ from common import RUNS, table
 from sclcoder.artifacts import open_adapter
 from sclcoder.data.documents import read_documents
 from sclcoder.data.windows import split_windows
-from sclcoder.infer.engine import Request, engine_for, predict_settings
-from sclcoder.infer.predict import adapter_prompt, check_window_fits
+from sclcoder.infer.coder import adapter_prompt, check_window_fits
+from sclcoder.infer.engine import Request, Sampling
+from sclcoder.infer.settings import engine_for, predict_settings
 from sclcoder.sft.answer import answer_schema, parse_answer
 from sclcoder.sft.prompts import Renderer
 
@@ -48,11 +49,13 @@ def run(adapter_dir: Path = RUNS / "scl" / "run", notes: Path = RUNS / "scl" / "
     # Warm every mode on every prompt first. vLLM caches prompt prefixes, so otherwise whichever mode ran
     # first would pay all the prefill and look slower (measured: 1.9x); this way the rows compare decoding.
     for _, schema in modes:
-        engine.generate(requests, schema=schema, max_tokens=1)
+        engine.generate(requests, schema=schema, sampling=Sampling(1, 0.0, 1.0), lora_path=None)
     rows, rates = [], {}
     for name, schema in modes:
         start = time.perf_counter()
-        gens = engine.generate(requests, schema=schema, max_tokens=settings.max_new_tokens)
+        gens = engine.generate(
+            requests, schema=schema, sampling=Sampling(settings.max_new_tokens, 0.0, 1.0), lora_path=None
+        )
         seconds = time.perf_counter() - start
         valid = sum(1 for g in gens if parse_answer(g.text)[0] is not None and not parse_answer(g.text)[1])
         tokens = sum(g.completion_tokens for g in gens)

@@ -40,19 +40,21 @@ from common import RUNS, table
 
 from sclcoder.artifacts import open_adapter
 from sclcoder.backbones import resolve_model
-from sclcoder.data.conditions import CONDITIONS, says
-from sclcoder.data.demo import UNSEEN_SPLIT, ensure_demo, read_demo
+from sclcoder.data.corpus_folder import UNSEEN_SPLIT, read_demo
 from sclcoder.data.documents import write_documents
 from sclcoder.defaults import DEMO_TEST_NOTES
+from sclcoder.demo.conditions import CONDITIONS, says
+from sclcoder.demo.corpus import ensure_demo
 from sclcoder.eval.evaluate import evaluate
 from sclcoder.eval.gold import gold_demo, load_predictions
 from sclcoder.files import write_json_atomic
-from sclcoder.infer.engine import VllmEngine, base_engine, predict_settings
+from sclcoder.infer.engine import VllmEngine
 from sclcoder.infer.merge import merged_weights, peft_model
 from sclcoder.infer.predict import predict
+from sclcoder.infer.settings import base_engine, predict_settings
 from sclcoder.recipe import PredictSection, load_recipe
-from sclcoder.selection import train_and_select
 from sclcoder.sft.build import build_dataset
+from sclcoder.task_eval import train_and_select
 
 ARMS = {"SCL": "recipes/smollm2_cpu.yaml", "document-only": "recipes/smollm2_cpu_docsft.yaml"}
 ABLATION = "SCL without synthesis"  # trained at SCL's chosen learning rate
@@ -125,7 +127,7 @@ def fit(arm: str, lr: float, seed: int, shared: SharedEngine) -> dict[str, Any]:
     engine = shared.get(resolve_model(recipe.model.model_name_or_path), recipe.predict)
     result = train_and_select(recipe, overwrite=True, engine=engine)
     seconds = time.perf_counter() - started
-    record = open_adapter(result.adapter_dir).record
+    record = result.adapter.record
     history = record.task_eval["history"]
     selected = next(h for h in history if h["step"] == record.task_eval["selected_step"])
     row = {
@@ -190,7 +192,7 @@ def score(runs: list[dict[str, Any]], shared: SharedEngine) -> list[dict[str, An
             if not notes.exists():
                 write_documents(notes, docs)
             preds_path = adapter.parent.parent / f"{split}.predictions.jsonl"
-            predict(notes, preds_path, adapter=adapter, settings=settings, engine=engine, overwrite=True)
+            predict(notes, preds_path, adapter=ad, settings=settings, engine=engine, overwrite=True)
             gold = gold_demo(corpus, split=split)
             gold = replace(gold, docs=gold.docs[: len(docs)])  # the notes predicted, in the split's order
             preds, info = load_predictions(preds_path, gold)
@@ -198,9 +200,9 @@ def score(runs: list[dict[str, Any]], shared: SharedEngine) -> list[dict[str, An
             predicted = {p.id: sorted(p.codes) for p in preds}
             result[split] = {
                 "notes": len(docs),
-                "micro_f1": report["codes"]["micro"]["f1"],
-                "macro_f1": report["codes"]["macro_over_gold_codes"]["f1"],
-                "pi_token_f1": report["evidence_mdace"]["token_position_independent"]["f1"],
+                "micro_f1": report.codes_micro_f1,
+                "macro_f1": report.codes_macro_f1,
+                "pi_token_f1": report.evidence_token_f1,
                 "codes_predicted": sum(len(c) for c in predicted.values()),
                 "per_note": {d.id: [sorted(d.codes), predicted.get(d.id, [])] for d in gold.docs},
             }

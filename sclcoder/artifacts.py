@@ -21,8 +21,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from sclcoder import defaults
 from sclcoder.backbones import resolve_model
-from sclcoder.errors import SclError
+from sclcoder.errors import SclError, validation_error
 from sclcoder.recipe import WindowsSection
 
 DATASET_FORMAT = "sclcoder-sft/1"
@@ -32,6 +33,8 @@ STATS_FILE = "stats.json"
 ADAPTER_DIR = "adapter"
 """The adapter's folder inside a training run's output_dir."""
 METADATA = "sclcoder.json"
+PROMPT_FILE = "prompt.yaml"
+"""The prompt template a dataset was rendered with, copied into the dataset, the adapter and a merged model."""
 
 
 class Record(BaseModel):
@@ -94,7 +97,7 @@ class AdapterRecord(Record):
     """Share of the batches drawn made only of "no codes" answers (each one a whole optimizer step on them)."""
     batches_drawn: int = 0
     task_eval: dict[str, Any] | None = None
-    """Validation scores along the way and the step kept (recipe section task_eval; sclcoder.selection)."""
+    """Validation scores along the way and the step kept (recipe section task_eval; sclcoder.task_eval)."""
     loss_history: list[dict[str, float]] = []
 
 
@@ -114,8 +117,7 @@ def _read(path: Path, model: type[Record], what: str) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        raise SclError(err["msg"], path=path, field=".".join(str(x) for x in err["loc"])) from None
+        raise validation_error(exc, path=path) from None
 
 
 # ------------------------------------------------------------------------------------------------ dataset
@@ -154,38 +156,68 @@ def open_dataset(path: str | PathLike[str]) -> BuiltDataset:
 
 @dataclass
 class Adapter:
+    """What sclcoder predicts with: a LoRA adapter as `sclcoder train` wrote it, or a merged model (a plain
+    model folder written by `sclcoder model merge`, or the `merged/` folder predict keeps in an adapter). Both
+    carry the adapter record, the prompt and the tokenizer; a merged model is served without LoRA."""
+
     path: Path
     record: AdapterRecord
+    merged: bool = False
 
     @property
     def base_model(self) -> str:
-        """Where the base weights are on this machine."""
-        return self.record.base_model_path
+        """The weights to load on this machine: the base model of an adapter, a merged model's own folder."""
+        return str(self.path) if self.merged else self.record.base_model_path
 
     @property
     def lora_rank(self) -> int:
         return int(self.record.recipe["lora"]["r"])
 
 
+def read_adapter_record(folder: str | PathLike[str]) -> AdapterRecord:
+    """The adapter record in `folder`, checked (the folder itself is not: see open_adapter)."""
+    return _read(Path(folder) / METADATA, AdapterRecord, "an adapter written by `sclcoder train`")
+
+
+LORA_CONFIG = "adapter_config.json"
+MODEL_CONFIG = "config.json"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+
+
 def open_adapter(path: str | PathLike[str]) -> Adapter:
-    """An adapter directory written by `sclcoder train` (or the run's output_dir), its record checked."""
+    """An adapter written by `sclcoder train` (or the run's output_dir) or a merged model written by `sclcoder
+    model merge`, its record checked; any other folder is one error naming what it lacks."""
     p = Path(path)
     if (p / ADAPTER_DIR / METADATA).exists():  # the run's output_dir was given
         p = p / ADAPTER_DIR
     if not p.is_dir():
         raise SclError("adapter directory not found", path=p)
-    record = _read(p / METADATA, AdapterRecord, "an adapter written by `sclcoder train`")
+    if not (p / METADATA).is_file():
+        raise SclError(
+            f"not an sclcoder adapter or merged model: no {METADATA}",
+            path=p,
+            hint="give a folder written by `sclcoder train` or `sclcoder model merge`",
+        )
+    record = read_adapter_record(p)
+    merged = not (p / LORA_CONFIG).exists()
+    if merged and not ((p / MODEL_CONFIG).is_file() and any(p.glob("*.safetensors"))):
+        raise SclError(
+            f"has {METADATA} but neither {LORA_CONFIG} (a LoRA adapter) nor {MODEL_CONFIG} with safetensors "
+            "weights (a merged model)",
+            path=p,
+        )
+    missing = [name for name in (PROMPT_FILE,) if not (p / name).is_file()]
+    if not any((p / name).is_file() for name in TOKENIZER_FILES):
+        missing.append(" or ".join(TOKENIZER_FILES))
+    if missing:
+        raise SclError(f"incomplete: no {', '.join(missing)}", path=p)
     if record.base_model != record.base_model_path:
         # embedded backbones live in the local cache: prepare them again on a new machine
         record.base_model_path = resolve_model(record.base_model)
-    return Adapter(p, record)
+    return Adapter(p, record, merged)
 
 
-RUNS_DIR = "runs"
-"""Where recipes put their runs (`train.output_dir: runs/NAME`), searched for the newest adapter."""
-
-
-def latest_adapter(root: str | PathLike[str] = RUNS_DIR) -> Path:
+def latest_adapter(root: str | PathLike[str] = defaults.RUNS_DIR) -> Path:
     """The adapter named by $SCLCODER_ADAPTER, else the newest finished `sclcoder train` run under `root`
     (an adapter record is written last, so a run cut short has none)."""
     chosen = os.environ.get("SCLCODER_ADAPTER")

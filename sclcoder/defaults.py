@@ -1,14 +1,20 @@
 """Defaults shared by the CLI, the recipe schema and the library, each defined here once.
 
-The recipe schema (`sclcoder/recipe/schema.py`) holds every training and prediction default; this module holds the few
-values that also appear where no recipe is loaded (CLI options, readers, the engine). It imports nothing,
-so `sclcoder --help` stays instant.
+The recipe schema (`sclcoder/recipe/`) holds every training and prediction default; this module holds the
+values that also appear where no recipe is loaded (CLI options, readers, the server, output folders). It
+imports nothing, so `sclcoder --help` stays instant.
 """
 
 CODE_SYSTEM = "icd10cm"
 """The code system of a note or recipe that names none."""
 
-DEMO_CORPUS = "runs/demo-corpus"
+RUNS_DIR = "runs"
+"""Where runs go: recipes put theirs under it (`train.output_dir: runs/NAME`), and the newest adapter is
+searched for there."""
+EVAL_DIR = f"{RUNS_DIR}/eval"
+DEMO_DIR = f"{RUNS_DIR}/demo"
+
+DEMO_CORPUS = f"{RUNS_DIR}/demo-corpus"
 DEMO_CHARTS = 300
 DEMO_SEED = 13
 # `sclcoder demo` predicts the first 30 of the 45 `test` notes and all 15 `test-unseen` ones: 45 notes, what
@@ -19,5 +25,18 @@ DEMO_TEST_NOTES = 30
 MAX_MODEL_LEN = 4096
 """vLLM context length when nothing else says (recipes set their own)."""
 
+FUZZY_THRESHOLD = 90.0
+"""The rapidfuzz score (0-100) above which a quote not found verbatim is placed where it best matches."""
+
+LOOPBACK = "127.0.0.1"
+"""Where local servers listen unless told otherwise (`--host`)."""
+SERVE_PORT = 8000
+SERVED_MODEL_NAME = "adapter"
+"""The model name `sclcoder serve` gives the adapter, and the one `predict --endpoint` asks for."""
+
+ICD_VERSION = 10
+"""ICD version read from MIMIC-IV and scored on MDACE when none is given."""
 MDACE_TEST_SPLIT = "MDace-ev-test"
 """The MDACE evidence test split the published results use."""
+FAITHFULNESS_PAIRS = 200
+"""(note, code) pairs `eval --faithfulness` scores at most."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from sclcoder import defaults
 from sclcoder.errors import SclError
 
 
@@ -17,15 +18,16 @@ def openai_client(base_url: str, *, api_key: str | None = None, timeout: float, 
     return OpenAI(base_url=base_url, api_key=key, timeout=timeout, max_retries=max_retries)
 
 
-def check_reachable(client: Any, base_url: str, *, what: str = "endpoint", field: str | None = None) -> None:
-    """List the endpoint's models once: any transport or HTTP failure means the same thing to the user."""
+def check_reachable(client: Any, base_url: str, *, what: str = "endpoint", field: str | None = None) -> list[str]:
+    """The names of the models the endpoint serves, listed once: any transport or HTTP failure means the same
+    thing to the user."""
     try:
-        client.models.list()
+        return [m.id for m in client.models.list()]
     except Exception as exc:
         raise SclError(f"{what} {base_url} is not reachable ({type(exc).__name__}: {exc})", field=field) from None
 
 
-def free_port(host: str = "127.0.0.1") -> int:
+def free_port(host: str = defaults.LOOPBACK) -> int:
     """A TCP port nobody listens on right now (for a server or a process group we are about to start)."""
     import socket
 

@@ -6,6 +6,7 @@ The CLI prints these without a traceback; anything else that escapes is a bug in
 from __future__ import annotations
 
 from os import PathLike
+from typing import Any
 
 
 class SclError(Exception):
@@ -53,6 +54,44 @@ class SclError(Exception):
         )
 
 
+def first_problem(exc: Any) -> dict[str, Any]:
+    """The error of a pydantic ValidationError to report: an unknown key first, since a misspelt key also
+    shows up as a missing one and explains it."""
+    return sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
+
+
+def union_tags_dropped(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """An error location without the names pydantic inserts for the member of a union it tried (model class
+    names, capitalised; our keys are snake_case). The last part is the key itself and always stays."""
+    return tuple(p for i, p in enumerate(loc) if i == len(loc) - 1 or not (isinstance(p, str) and p[:1].isupper()))
+
+
+def validation_error(
+    exc: Any,
+    *,
+    path: str | PathLike[str] | None = None,
+    line: int | None = None,
+    prefix: tuple[str, ...] = (),
+    count_more: bool = False,
+) -> SclError:
+    """A pydantic ValidationError as one SclError: the first problem, its field dotted after `prefix`, and
+    (with `count_more`) how many more there are."""
+    err = first_problem(exc)
+    loc = [*prefix, *(str(x) for x in union_tags_dropped(err["loc"]))]
+    if err["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif err["type"] == "missing":
+        message = "required key missing"
+    else:
+        message = err["msg"].removeprefix("Value error, ")
+        if "input" in err and not isinstance(err["input"], (dict, list)):
+            message = f"{message} (got {err['input']!r})"
+    more = len(exc.errors()) - 1
+    if count_more and more:
+        message += f" ({more} more problem(s) after this one)"
+    return SclError(message, path=path, line=line, field=".".join(loc) or None)
+
+
 class CodeError(SclError):
     """A code that is malformed or absent from every bundled release of its code system."""
 
@@ -64,17 +103,19 @@ class Skips:
     request, while the default stays strict and nothing is ever dropped silently.
     """
 
-    def __init__(self, allowed: bool = False, *, keep: int = 20) -> None:
+    KEEP = 20
+    """Skipped items quoted in full (the rest are counted)."""
+
+    def __init__(self, allowed: bool = False) -> None:
         self.allowed = allowed
         self.count = 0
         self.examples: list[str] = []
-        self._keep = keep
 
     def handle(self, error: SclError) -> None:
         if not self.allowed:
             raise error
         self.count += 1
-        if len(self.examples) < self._keep:
+        if len(self.examples) < self.KEEP:
             self.examples.append(str(error))
         import logging
 

@@ -221,6 +221,55 @@ class JsonlAppender:
         self.close()
 
 
+def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Whether two paths name one file (links and relative paths seen through); False if either is missing."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+LOCK_SUFFIX = ".lock"
+
+
+@contextlib.contextmanager
+def exclusive(path: str | os.PathLike[str], *, what: str = "output") -> Iterator[None]:
+    """One writer at a time for `path`: an advisory lock on PATH.lock, held while the block runs. A second
+    process is refused at once with one line naming the holder; the kernel drops the lock of a process that
+    dies, however it dies, so a stale lock file never blocks anyone."""
+    import fcntl
+
+    lock = Path(f"{path}{LOCK_SUFFIX}")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise SclError(
+                f"another sclcoder process (pid {holder}) is writing this {what}",
+                path=path,
+                hint="wait for it to finish, or write to another file",
+            ) from None
+        # the file may have been removed by the holder we waited behind: lock the one that is there now
+        try:
+            if os.fstat(fd).st_ino == os.stat(lock).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock)
+        os.close(fd)
+
+
 def resource_path(relative: str | PathLike[str]) -> Path:
     """A path as given if it exists, else the copy shipped with sclcoder (prompts/, recipes/)."""
     p = Path(relative)

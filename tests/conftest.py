@@ -64,7 +64,7 @@ def mdace_notes(mdace_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tu
 
 @pytest.fixture(scope="session")
 def demo_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from sclcoder.data.demo import generate_demo
+    from sclcoder.demo.corpus import generate_demo
 
     out = tmp_path_factory.mktemp("demo") / "corpus"
     generate_demo(out, n_charts=DEMO_CHARTS, seed=DEMO_SEED)
@@ -74,7 +74,7 @@ def demo_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory, demo_corpus: Path) -> Path:
     """A random tiny Llama whose tokenizer was trained on the demo notes."""
-    from sclcoder.data.demo import read_demo
+    from sclcoder.data.corpus_folder import read_demo
     from tests.tiny import build_tiny_model
 
     texts = [d.text for d in read_demo(demo_corpus)]
@@ -96,12 +96,14 @@ def tiny_adapter(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, dem
 def vllm_server(tiny_model: Path, tiny_adapter: Path, tmp_path_factory: pytest.TempPathFactory):
     """vLLM's own OpenAI-compatible server on loopback, once per session: the tiny model as `tiny` and the
     tiny adapter as `adapter`."""
-    from sclcoder.infer.engine import ServerSpec, start_server, stop_server, wait_until_ready
+    from sclcoder.infer.server import ServerSpec, start_server, stop_server, wait_until_ready
 
     log = tmp_path_factory.mktemp("vllm") / "server.log"
     spec = ServerSpec(
         model=str(tiny_model),
+        host="127.0.0.1",
         port=free_port(),
+        cpu_kv_cache_gb=1,
         served_model_name="tiny",
         max_model_len=2048,
         dtype="float32",
@@ -122,9 +124,9 @@ def vllm_server(tiny_model: Path, tiny_adapter: Path, tmp_path_factory: pytest.T
 def vllm_engine(tiny_model: Path):
     """vLLM's in-process engine on the tiny model with LoRA enabled, started once per session."""
     from sclcoder.infer.engine import VllmEngine
+    from sclcoder.recipe import PredictSection
 
-    engine = VllmEngine(
-        str(tiny_model), max_model_len=2048, dtype="float32", max_lora_rank=8, enforce_eager=True, cpu_kv_cache_gb=1
-    )
+    settings = PredictSection(max_model_len=2048, dtype="float32", enforce_eager=True, cpu_kv_cache_gb=1)
+    engine = VllmEngine(str(tiny_model), settings, max_lora_rank=8)
     yield engine
     engine.close()

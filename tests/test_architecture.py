@@ -16,7 +16,7 @@ LAYERS = [
     {"train"},
     {"infer"},
     {"eval"},
-    {"selection", "pipeline", "cli"},
+    {"task_eval", "demo", "cli"},
 ]
 
 
@@ -55,22 +55,26 @@ def modules() -> dict[str, Path]:
 
 def test_every_stage_is_a_package_with_its_modules() -> None:
     for stage, members in {
-        "data": {
-            "codes",
-            "documents",
-            "readers",
-            "windows",
-            "align",
-            "demo",
-            "charts",
-            "conditions",
-            "patients",
-            "mimic4",
-        },
+        "data": {"codes", "documents", "readers", "windows", "align", "mimic4", "corpus_folder"},
         "sft": {"prompts", "answer", "examples", "teacher", "build"},
-        "train": {"trainer", "plan", "callbacks"},
-        "infer": {"engine", "predict", "serve", "grounding", "watchdog", "merge", "local"},
-        "eval": {"metrics", "faithfulness", "gold", "evaluate", "report"},
+        "train": {"trainer", "plan", "callbacks", "adapter", "ranks"},
+        "infer": {
+            "environment",
+            "engine",
+            "server",
+            "watchdog",
+            "settings",
+            "merge",
+            "local",
+            "grounding",
+            "predictions",
+            "answers",
+            "coder",
+            "predict",
+            "serve",
+        },
+        "eval": {"metrics", "scores", "faithfulness", "gold", "evaluate", "report", "audit"},
+        "demo": {"corpus", "charts", "patients", "conditions", "run"},
     }.items():
         present = {p.stem for p in (PACKAGE / stage).glob("*.py")} - {"__init__"}
         assert present == members, stage
@@ -90,6 +94,42 @@ def test_no_module_imports_a_later_stage() -> None:
 def test_the_layer_check_sees_lazy_imports(tmp_path: Path) -> None:
     # the check itself must not miss an import hidden inside a function
     probe = tmp_path / "probe.py"
-    probe.write_text("def f():\n    from sclcoder.eval.report import build_report\n")
-    assert "sclcoder.eval.report" in imports(probe)
-    assert layer("sclcoder.eval.report") > layer("sclcoder.data.codes")
+    probe.write_text("def f():\n    from sclcoder.eval.audit import build_report\n")
+    assert "sclcoder.eval.audit" in imports(probe)
+    assert layer("sclcoder.eval.audit") > layer("sclcoder.data.codes")
+
+
+def _literal_default(node: ast.expr) -> bool:
+    """A number other than 0 and 1 (the start of a count, the size of a step), or a path."""
+    if not isinstance(node, ast.Constant) or isinstance(node.value, bool):
+        return False
+    if isinstance(node.value, (int, float)):
+        return node.value not in (0, 1)
+    return isinstance(node.value, str) and ("/" in node.value or node.value.endswith((".json", ".jsonl", ".yaml")))
+
+
+def test_each_default_is_defined_once() -> None:
+    # settings live in the recipe schema (sclcoder/recipe/) and the constants module (sclcoder/defaults.py);
+    # a number or a path written into a signature or a record elsewhere is a second definition of one of them
+    found = []
+    for name, path in modules().items():
+        if name.startswith("sclcoder.recipe") or name == "sclcoder.defaults":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                defaults = [*node.args.defaults, *(d for d in node.args.kw_defaults if d is not None)]
+                found += [f"{name}:{d.lineno}" for d in defaults if _literal_default(d)]
+            elif isinstance(node, ast.ClassDef):
+                found += [
+                    f"{name}:{item.lineno}"
+                    for item in node.body
+                    if isinstance(item, ast.AnnAssign) and item.value is not None and _literal_default(item.value)
+                ]
+    assert found == []
+
+
+def test_the_defaults_check_sees_a_literal(tmp_path: Path) -> None:
+    tree = ast.parse("def f(port=8000, out='runs/eval', n=1):\n    pass\n")
+    fn = tree.body[0]
+    assert isinstance(fn, ast.FunctionDef)
+    assert [_literal_default(d) for d in fn.args.defaults] == [True, True, False]

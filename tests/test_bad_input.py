@@ -16,8 +16,8 @@ from sclcoder.cli import app
 from sclcoder.data.documents import Document, read_documents, read_notes
 from sclcoder.data.readers import load_chart, read_split
 from sclcoder.errors import SclError, Skips
-from sclcoder.eval.gold import check_prediction_line
 from sclcoder.files import read_jsonl
+from sclcoder.infer.predictions import parse_line
 
 runner = CliRunner()
 
@@ -163,7 +163,7 @@ def test_random_bytes_to_every_file_reader(tmp_path_factory: pytest.TempPathFact
 @given(obj=json_objects)
 def test_random_json_to_every_line_reader(tmp_path_factory: pytest.TempPathFactory, obj: dict) -> None:
     _clean_or_error(lambda: Document.from_json(obj))
-    _clean_or_error(lambda: check_prediction_line(obj, "p.jsonl", 1))
+    _clean_or_error(lambda: parse_line(obj, "p.jsonl", 1))
     path = tmp_path_factory.mktemp("fuzz") / "lines.jsonl"
     path.write_text(json.dumps(obj) + "\n")
     _clean_or_error(lambda: list(read_documents(path)))

@@ -10,7 +10,7 @@ import pytest
 
 from sclcoder.artifacts import open_dataset
 from sclcoder.backbones import load_tokenizer
-from sclcoder.data.demo import read_demo
+from sclcoder.data.corpus_folder import read_demo
 from sclcoder.errors import SclError
 from sclcoder.recipe import load_recipe
 from sclcoder.sft import build as build_mod

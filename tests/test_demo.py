@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from sclcoder.data import codes
-from sclcoder.data.conditions import BY_CODE, CONDITIONS
-from sclcoder.data.demo import SPLITS, UNSEEN_SHARE, UNSEEN_SPLIT, demo_paths, ensure_demo, generate_demo, read_demo
+from sclcoder.data.corpus_folder import SPLITS, UNSEEN_SPLIT, demo_paths, read_demo
 from sclcoder.data.readers import ReadReport, read_mdace
+from sclcoder.demo.conditions import BY_CODE, CONDITIONS
+from sclcoder.demo.corpus import UNSEEN_SHARE, ensure_demo, generate_demo
 from sclcoder.errors import SclError
 from tests.helpers import DEMO_CHARTS
 
@@ -158,7 +159,7 @@ def test_uncertain_diagnoses_are_coded_and_ruled_out_ones_are_not(demo_corpus: P
 
 
 def test_package_forms_widen_both_sides_without_crossing() -> None:
-    from sclcoder.data.conditions import package_forms
+    from sclcoder.demo.conditions import package_forms
 
     added = 0
     for cond in CONDITIONS:
@@ -178,14 +179,14 @@ def test_package_forms_widen_both_sides_without_crossing() -> None:
 def test_the_conditions_file_is_checked_when_loaded() -> None:
     from importlib import resources
 
-    from sclcoder.data.conditions import CONDITIONS_FILE, load_conditions
+    from sclcoder.demo.conditions import CONDITIONS_FILE, load_conditions
     from sclcoder.errors import SclError
 
-    shipped = resources.files("sclcoder.data").joinpath(CONDITIONS_FILE).read_text("utf-8")
+    shipped = resources.files("sclcoder.demo").joinpath(CONDITIONS_FILE).read_text("utf-8")
     conditions, prevalence, companions = load_conditions(shipped)
     assert len(conditions) == 47 and set(prevalence) <= {c.code for c in conditions}
     assert companions["E11.9"] == "Z79.4"  # insulin travels with type 2 diabetes
-    with pytest.raises(SclError, match=r"field 'conditions\.0\.colour': Extra inputs are not permitted"):
+    with pytest.raises(SclError, match=r"field 'conditions\.0\.colour': unknown key"):
         load_conditions(shipped.replace("- code: I10\n", "- code: I10\n  colour: red\n", 1))
     with pytest.raises(SclError, match=r"codes not in the table: \['I99\.9'\]"):
         load_conditions(shipped.replace("prevalence:\n- I10\n", "prevalence:\n- I99.9\n", 1))

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sclcoder.cli import app
-from sclcoder.data.demo import read_demo
+from sclcoder.data.corpus_folder import read_demo
 from sclcoder.data.documents import write_documents
 
 runner = CliRunner()

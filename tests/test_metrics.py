@@ -19,6 +19,7 @@ from sclcoder.eval.metrics import (
     plausibility,
     tokens,
 )
+from sclcoder.eval.report import PredictionsSummary
 from sclcoder.recipe import MDACE_CODEABLE, MdaceFilters
 
 # the generated note text carries CR LF on purpose: read it as it is
@@ -26,6 +27,10 @@ KEEP = MdaceFilters(newlines="keep")
 DISCHARGE = MdaceFilters(categories=["Discharge summary"], newlines="keep")
 
 I10, E119, J189, N390 = "I10", "E11.9", "J18.9", "N39.0"
+
+
+def _info(path: str) -> PredictionsSummary:
+    return PredictionsSummary(format="jsonl", path=path)
 
 
 def _gold() -> list[Document]:
@@ -39,7 +44,7 @@ def _gold() -> list[Document]:
 
 def test_code_metrics_by_hand() -> None:
     preds = [Prediction("d1", {I10, N390}), Prediction("d2", set()), Prediction("d3", {J189})]  # d2: empty
-    m = code_metrics(_gold(), preds, seen_codes={I10, J189})
+    m = code_metrics(_gold(), preds, seen_codes={I10, J189}).model_dump()
     # tp: d1 I10, d3 J18.9; fp: d1 N39.0 (absent from gold); fn: d1 E11.9, d2 I10
     assert (m["micro"]["tp"], m["micro"]["fp"], m["micro"]["fn"]) == (2, 1, 2)
     assert m["micro"]["precision"] == pytest.approx(2 / 3) and m["micro"]["recall"] == pytest.approx(0.5)
@@ -50,7 +55,7 @@ def test_code_metrics_by_hand() -> None:
     assert per[N390]["support"] == 0 and per[N390]["fp"] == 1 and per[I10]["support"] == 2
     assert m["micro_seen_codes"]["tp"] == 2 and m["micro_unseen_codes"]["fp"] == 1
     assert m["micro_unseen_codes"]["fn"] == 1  # E11.9 was never in training
-    missing = code_metrics(_gold(), preds[:1])
+    missing = code_metrics(_gold(), preds[:1]).model_dump()
     assert missing["notes_without_prediction"] == ["d2", "d3"] and missing["micro"]["fn"] == 3
 
 
@@ -72,7 +77,7 @@ def test_mdace_evidence_metrics_by_hand() -> None:
         # d2: the second HTN quoted: exact span TP for it, FN for the first; PI span: "htn" matches once
         Prediction("d2", {I10}, [Evidence(11, 14, I10)]),
     ]
-    m = mdace_evidence_metrics(gold, preds)
+    m = mdace_evidence_metrics(gold, preds).model_dump()
     assert (m["span_exact"]["tp"], m["span_exact"]["fp"], m["span_exact"]["fn"]) == (2, 1, 2)
     # PI spans per note: d1 {htn, type 2 diabetes} vs {htn, type 2 diabete}; d2 {htn} vs {htn}
     assert (
@@ -84,7 +89,7 @@ def test_mdace_evidence_metrics_by_hand() -> None:
     assert (m["token_exact"]["tp"], m["token_exact"]["fp"], m["token_exact"]["fn"]) == (5, 0, 1)
     assert (m["token_position_independent"]["tp"], m["token_position_independent"]["fp"]) == (4, 1)
     # pooled per admission, "htn" is one item of the admission however many notes quote it
-    pooled = mdace_evidence_metrics(gold, preds, group=lambda d: "same admission")
+    pooled = mdace_evidence_metrics(gold, preds, group=lambda d: "same admission").model_dump()
     assert (pooled["span_position_independent"]["tp"], pooled["span_position_independent"]["fn"]) == (1, 1)
     assert pooled["groups"] == 1
 
@@ -95,7 +100,7 @@ def test_plausibility_by_hand() -> None:
         Prediction("d1", {I10, E119}, [Evidence(8, 15, I10), Evidence(22, 31, E119)]),  # "HTN and", "diabetes"
         Prediction("d2", set(), []),
     ]
-    p = plausibility(gold, preds)
+    p = plausibility(gold, preds).model_dump()
     # d1/I10: gold {htn}, pred {htn, and}: P .5 R 1; d1/E11.9: gold {type, 2, diabetes}, pred {diabetes}: P 1 R 1/3
     f1_a, f1_b = 2 * 0.5 * 1 / 1.5, 2 * 1 * (1 / 3) / (4 / 3)
     assert p["correct_codes"]["pairs"] == 2 and p["correct_codes"]["f1"] == pytest.approx((f1_a + f1_b) / 2)
@@ -127,7 +132,7 @@ def test_match_types_by_hand() -> None:
     second = Evidence(far, far + 10, N390)
     assert match_type(doc, [gold_span, second], [gold_span]) == "partial"
 
-    report = match_types([doc], [Prediction("n", {N390}, [gold_span])])
+    report = match_types([doc], [Prediction("n", {N390}, [gold_span])]).model_dump()
     assert report["overall"]["exact"] == {"count": 1, "share": 1.0} and report["overall"]["pairs"] == 1
     assert report["per_code"][N390]["exact"]["count"] == 1
 
@@ -143,7 +148,7 @@ def mdace_gold(mdace_dir, mdace_notes):
 
 def test_predictions_equal_to_gold_score_one(mdace_gold) -> None:
     preds = [Prediction(d.id, set(d.codes), list(d.evidence)) for d in mdace_gold.docs]
-    report = evaluate(mdace_gold, preds, {"path": "gold"})
+    report = evaluate(mdace_gold, preds, _info("gold")).model_dump()
     for metric in ("span_exact", "span_position_independent", "token_exact", "token_position_independent"):
         assert report["evidence_mdace"][metric]["f1"] == 1.0
     assert report["codes"]["micro"]["f1"] == 1.0
@@ -159,7 +164,7 @@ def test_a_known_perturbation_gives_a_known_count(mdace_gold) -> None:
         Prediction(d.id, set(d.codes), [e for e in d.evidence if not (d is victim and e.code == code)])
         for d in mdace_gold.docs
     ]
-    m = evaluate(mdace_gold, preds, {"path": "perturbed"})["evidence_mdace"]["span_exact"]
+    m = evaluate(mdace_gold, preds, _info("perturbed")).model_dump()["evidence_mdace"]["span_exact"]
     assert (m["fp"], m["fn"]) == (0, len({(e.begin, e.end) for e in spans}))
 
 
@@ -174,7 +179,7 @@ def test_authors_baselines_score_end_to_end(mdace_dir, mdace_notes) -> None:
         filters = MdaceFilters(categories=MDACE_CODEABLE if codeable else ["Discharge summary"], newlines="keep")
         gold = gold_mdace(MdaceLocation(mdace_dir, noteevents, icd=9), filters)
         preds, info = predictions_mdace_dir(mdace_dir / "predictions" / sub, gold)
-        m = evaluate(gold, preds, info)["evidence_mdace"]["span_exact"]
+        m = evaluate(gold, preds, info).model_dump()["evidence_mdace"]["span_exact"]
         # the counts the MDACE authors published for these predictions (their results/*.md); TP and the
         # other metrics depend on the real note text, which never ships
         assert (m["predicted"], m["actual"]) == (n_pred, n_act), sub
@@ -196,6 +201,6 @@ def test_both_prediction_formats_give_identical_numbers(tmp_path: Path, mdace_di
     path = tmp_path / "baseline.jsonl"
     path.write_text("".join(json.dumps(x) + "\n" for x in lines))
     from_jsonl, _ = predictions_jsonl(path, gold)
-    a, b = evaluate(gold, from_dir, info), evaluate(gold, from_jsonl, {"path": str(path)})
+    a, b = evaluate(gold, from_dir, info), evaluate(gold, from_jsonl, _info(str(path)))
     for key in ("codes", "evidence_mdace", "plausibility"):
-        assert a[key] == b[key]
+        assert getattr(a, key) == getattr(b, key)

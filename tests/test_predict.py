@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from importlib import resources
 from pathlib import Path
 
@@ -18,12 +19,13 @@ import pytest
 
 from sclcoder.artifacts import open_adapter
 from sclcoder.data.codes import CodeSystem
-from sclcoder.data.demo import read_demo
+from sclcoder.data.corpus_folder import read_demo
 from sclcoder.data.documents import Note
 from sclcoder.data.windows import Window
 from sclcoder.errors import SclError
-from sclcoder.infer.engine import EndpointEngine, Generation
-from sclcoder.infer.predict import merge_windows, predict
+from sclcoder.infer.answers import note_line
+from sclcoder.infer.engine import EndpointEngine, Generation, Sampling
+from sclcoder.infer.predict import predict
 from sclcoder.recipe import PredictSection
 from tests.helpers import processes_with
 
@@ -61,10 +63,10 @@ def test_merge_unions_windows_and_aligns_quotes_in_the_note() -> None:
             "stop",
         ),
     ]
-    counts: dict[str, int] = {}
-    row = merge_windows(
+    counts: Counter[str] = Counter()
+    row = note_line(
         note, windows, gens, CodeSystem.ICD10CM, fuzzy_threshold=90, drop_invalid_codes=False, quote_counts=counts
-    )
+    ).to_json()
     by_code = {c["code"]: c for c in row["codes"]}
     assert set(by_code) == {"I10", "E11.9", "I21.9", "ZZ9"}
     assert [c for w in row["windows"] for c in w["codes"]] == ["I10", "I10", "E11.9", "I21.9", "ZZ9"]
@@ -75,25 +77,37 @@ def test_merge_unions_windows_and_aligns_quotes_in_the_note() -> None:
     assert by_code["I21.9"]["evidence"] == [{"text": "heart attack", "begin": None, "end": None, "match": None}]
     assert by_code["ZZ9"]["valid"] is False and by_code["I10"]["valid"] and by_code["I10"]["description"]
     assert counts == {"exact": 3, "normalized": 1, "unaligned": 2}
-    dropped = merge_windows(
-        note, windows, gens, CodeSystem.ICD10CM, fuzzy_threshold=90, drop_invalid_codes=True, quote_counts={}
-    )
+    dropped = note_line(
+        note, windows, gens, CodeSystem.ICD10CM, fuzzy_threshold=90, drop_invalid_codes=True, quote_counts=Counter()
+    ).to_json()
     assert {c["code"] for c in dropped["codes"]} == {"I10", "E11.9", "I21.9"}  # only ZZ9 fails validation
 
 
 def test_invalid_answers_are_recorded_not_raised() -> None:
     note = Note("n", "HTN")
     gens = [Generation('{"codes":[{"evidence":["HTN"],"co', 5, 40, "length")]
-    row = merge_windows(
-        note, [Window(0, 3)], gens, CodeSystem.ICD10CM, fuzzy_threshold=90, drop_invalid_codes=False, quote_counts={}
-    )
+    row = note_line(
+        note,
+        [Window(0, 3)],
+        gens,
+        CodeSystem.ICD10CM,
+        fuzzy_threshold=90,
+        drop_invalid_codes=False,
+        quote_counts=Counter(),
+    ).to_json()
     assert row["codes"] == [] and len(row["errors"]) == 2
     assert row["errors"][0].startswith("window 0: answer cut at max_new_tokens")
     assert "not valid JSON" in row["errors"][1]
     gens = [Generation('{"codes":[{"evidence":[],"code":"I10"}]}', 5, 10, "stop")]
-    row = merge_windows(
-        note, [Window(0, 3)], gens, CodeSystem.ICD10CM, fuzzy_threshold=90, drop_invalid_codes=False, quote_counts={}
-    )
+    row = note_line(
+        note,
+        [Window(0, 3)],
+        gens,
+        CodeSystem.ICD10CM,
+        fuzzy_threshold=90,
+        drop_invalid_codes=False,
+        quote_counts=Counter(),
+    ).to_json()
     assert any("should be non-empty" in e or "too short" in e for e in row["errors"])
 
 
@@ -103,7 +117,9 @@ def test_invalid_answers_are_recorded_not_raised() -> None:
 @pytest.mark.engine
 def test_predict_writes_one_schema_valid_line_per_note(tmp_path, demo_corpus, tiny_adapter, vllm_engine) -> None:
     notes = _notes(tmp_path, demo_corpus, 6)
-    report = predict(notes, tmp_path / "p.jsonl", adapter=tiny_adapter, settings=SETTINGS, engine=vllm_engine)
+    report = predict(
+        notes, tmp_path / "p.jsonl", adapter=open_adapter(tiny_adapter), settings=SETTINGS, engine=vllm_engine
+    )
     rows = _rows(tmp_path / "p.jsonl")
     assert [r["id"] for r in rows] == [json.loads(line)["id"] for line in notes.read_text().splitlines()]
     for row in rows:
@@ -132,7 +148,7 @@ def test_the_engine_writes_only_quotes_of_the_window_and_allowed_codes(demo_corp
     allowed = ["E66.9", "I10", "Z87.891"]  # fewer codes than the adapter knows: the grammar must narrow it
     windows = [d.text[i : i + 400] for d in read_demo(demo_corpus, split="test")[:3] for i in (0, 600)]
     requests = [Request(renderer.prompt_ids(w), renderer.messages(w), answer_grammar(w, allowed)) for w in windows]
-    gens = vllm_engine.generate(requests, schema=None, max_tokens=200, lora_path=str(ad.path))
+    gens = vllm_engine.generate(requests, schema=None, sampling=Sampling(200, 0.0, 1.0), lora_path=str(ad.path))
     # the tiny adapter repeats itself until it is cut, so read the quotes and codes it closed
     item = re.compile(r'\{"evidence":\[((?:"(?:[^"\\]|\\.)*",?)+)\],"code":"([^"]*)"\}')
     seen = 0
@@ -151,7 +167,13 @@ def test_a_long_note_is_split_and_its_codes_unioned(tmp_path, demo_corpus, tiny_
     docs = read_demo(demo_corpus, split="test")
     long_text = "\n\n".join(d.text for d in docs[:3])  # far above the adapter's 256-token windows
     (tmp_path / "long.jsonl").write_text(json.dumps({"id": "long", "text": long_text}) + "\n")
-    predict(tmp_path / "long.jsonl", tmp_path / "p.jsonl", adapter=tiny_adapter, settings=SETTINGS, engine=vllm_engine)
+    predict(
+        tmp_path / "long.jsonl",
+        tmp_path / "p.jsonl",
+        adapter=open_adapter(tiny_adapter),
+        settings=SETTINGS,
+        engine=vllm_engine,
+    )
     (row,) = _rows(tmp_path / "p.jsonl")
     windows = row["windows"]
     assert len(windows) >= 4
@@ -165,7 +187,9 @@ def test_a_long_note_is_split_and_its_codes_unioned(tmp_path, demo_corpus, tiny_
 def test_cut_answers_are_errors_in_the_line(tmp_path, demo_corpus, tiny_adapter, vllm_engine) -> None:
     notes = _notes(tmp_path, demo_corpus, 2)
     settings = SETTINGS.model_copy(update={"max_new_tokens": 3})
-    report = predict(notes, tmp_path / "p.jsonl", adapter=tiny_adapter, settings=settings, engine=vllm_engine)
+    report = predict(
+        notes, tmp_path / "p.jsonl", adapter=open_adapter(tiny_adapter), settings=settings, engine=vllm_engine
+    )
     rows = _rows(tmp_path / "p.jsonl")
     assert len(rows) == 2 and report.invalid_answers == sum(len(r["windows"]) for r in rows)
     assert all(r["codes"] == [] and r["errors"] for r in rows)
@@ -174,9 +198,9 @@ def test_cut_answers_are_errors_in_the_line(tmp_path, demo_corpus, tiny_adapter,
 @pytest.mark.engine
 def test_endpoint_gives_the_same_answers(tmp_path, demo_corpus, tiny_adapter, vllm_engine, vllm_server) -> None:
     notes = _notes(tmp_path, demo_corpus, 4)
-    predict(notes, tmp_path / "local.jsonl", adapter=tiny_adapter, settings=SETTINGS, engine=vllm_engine)
-    remote = EndpointEngine(vllm_server.base_url, "adapter")
-    predict(notes, tmp_path / "remote.jsonl", adapter=tiny_adapter, settings=SETTINGS, engine=remote)
+    predict(notes, tmp_path / "local.jsonl", adapter=open_adapter(tiny_adapter), settings=SETTINGS, engine=vllm_engine)
+    remote = EndpointEngine(vllm_server.base_url, "adapter", SETTINGS)
+    predict(notes, tmp_path / "remote.jsonl", adapter=open_adapter(tiny_adapter), settings=SETTINGS, engine=remote)
     keep = ("id", "codes", "windows", "errors")
     local = [{k: r[k] for k in keep} for r in _rows(tmp_path / "local.jsonl")]
     served = [{k: r[k] for k in keep} for r in _rows(tmp_path / "remote.jsonl")]
@@ -234,8 +258,8 @@ def test_kill_and_resume_writes_every_note_exactly_once(tmp_path, demo_corpus, t
     # started again with every note done: it says so, and starts no engine
     import sclcoder.infer.predict as predict_mod
 
-    monkeypatch.setattr(predict_mod, "VllmEngine", lambda *a, **k: pytest.fail("engine started with nothing to do"))
-    report = predict(notes, out, adapter=tiny_adapter)
+    monkeypatch.setattr(predict_mod, "open_engine", lambda *a, **k: pytest.fail("engine started with nothing to do"))
+    report = predict(notes, out, adapter=open_adapter(tiny_adapter))
     assert (report.written, report.already_done) == (0, 6) and len(_rows(out)) == 6
 
 
@@ -285,6 +309,55 @@ def test_model_merge_writes_a_model_that_loads_without_peft(tmp_path, tiny_adapt
     assert again.exit_code == 2 and "pass --overwrite" in again.output
 
 
+class _BaseOnly:
+    """The session's engine asked without LoRA: what the base model alone answers."""
+
+    mode = "merged"
+
+    def __init__(self, engine) -> None:  # type: ignore[no-untyped-def]
+        self.engine = engine
+
+    def generate(self, requests, *, schema, sampling, lora_path):  # type: ignore[no-untyped-def]
+        return self.engine.generate(requests, schema=schema, sampling=sampling, lora_path=None)
+
+
+@pytest.mark.engine
+def test_a_merged_model_predicts_what_its_adapter_predicts(tmp_path, demo_corpus, tiny_adapter, vllm_engine) -> None:
+    from typer.testing import CliRunner
+
+    from sclcoder.cli import app
+
+    out = tmp_path / "merged"
+    assert CliRunner().invoke(app, ["model", "merge", str(tiny_adapter), "-o", str(out)]).exit_code == 0
+    notes = _notes(tmp_path, demo_corpus, 3)
+    # the merged folder as `--adapter`, as a user types it: its own engine on its own weights, no LoRA
+    sets = ["--set", "max_model_len=2048", "--set", "max_new_tokens=160", "--set", "batch_size=4"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "sclcoder.cli",
+        "predict",
+        str(notes),
+        "--adapter",
+        str(out),
+        "-o",
+        str(tmp_path / "m.jsonl"),
+    ]
+    subprocess.run([*cmd, *sets], check=True, capture_output=True, timeout=600)
+    adapter = open_adapter(tiny_adapter)
+    predict(notes, tmp_path / "lora.jsonl", adapter=adapter, settings=SETTINGS, engine=vllm_engine)
+    predict(notes, tmp_path / "base.jsonl", adapter=adapter, settings=SETTINGS, engine=_BaseOnly(vllm_engine))
+    merged, lora, base = (_rows(tmp_path / f"{n}.jsonl") for n in ("m", "lora", "base"))
+    assert {r["engine"] for r in merged} == {"merged"} and {r["adapter"] for r in merged} == {str(out.resolve())}
+    keep = ("id", "codes", "windows", "errors")
+
+    def answers(rows: list[dict]) -> list[dict]:
+        return [{k: r[k] for k in keep} for r in rows]
+
+    # float32 both ways: the merged weights answer as the adapter on its base does, and not as the base alone
+    assert answers(merged) == answers(lora) and answers(merged) != answers(base)
+
+
 @pytest.mark.parametrize("when", ["SIGKILL once the engine runs", "SIGTERM while loading"])
 def test_serve_leaves_no_process_behind(tmp_path, tiny_adapter, when) -> None:
     from tests.helpers import free_port
@@ -325,7 +398,7 @@ def test_bad_input_lines(tmp_path, tiny_adapter) -> None:
     path = tmp_path / "notes.jsonl"
     path.write_text('{"id": "a", "text": "HTN"}\n{"id": "b"}\n')
     with pytest.raises(SclError, match=r"notes\.jsonl:2: field 'text': missing"):
-        predict(path, tmp_path / "p.jsonl", adapter=tiny_adapter, settings=SETTINGS, engine=_NoEngine())
+        predict(path, tmp_path / "p.jsonl", adapter=open_adapter(tiny_adapter), settings=SETTINGS, engine=_NoEngine())
 
 
 def test_a_trained_window_that_does_not_fit_is_refused_not_shrunk(tmp_path, tiny_adapter) -> None:
@@ -334,7 +407,7 @@ def test_a_trained_window_that_does_not_fit_is_refused_not_shrunk(tmp_path, tiny
     path.write_text('{"id": "a", "text": "HTN"}\n')
     tight = SETTINGS.model_copy(update={"max_model_len": 300})
     with pytest.raises(SclError, match=r"field 'predict\.max_model_len': the adapter's 256-token windows need"):
-        predict(path, tmp_path / "p.jsonl", adapter=tiny_adapter, settings=tight, engine=_NoEngine())
+        predict(path, tmp_path / "p.jsonl", adapter=open_adapter(tiny_adapter), settings=tight, engine=_NoEngine())
 
 
 def test_prompt_mismatch_is_an_error(tmp_path, tiny_adapter) -> None:
@@ -344,23 +417,29 @@ def test_prompt_mismatch_is_an_error(tmp_path, tiny_adapter) -> None:
     path.write_text('{"id": "a", "text": "HTN"}\n')
     with pytest.raises(SclError, match=r"field 'prompt': prompt evidence-coding@2 .* differs"):
         predict(
-            path, tmp_path / "p.jsonl", adapter=tiny_adapter, settings=SETTINGS, engine=_NoEngine(), prompt=str(other)
+            path,
+            tmp_path / "p.jsonl",
+            adapter=open_adapter(tiny_adapter),
+            settings=SETTINGS,
+            engine=_NoEngine(),
+            prompt=str(other),
         )
 
 
 def test_a_file_from_another_adapter_is_not_appended_to(tmp_path, tiny_adapter) -> None:
     out = tmp_path / "p.jsonl"
-    out.write_text(json.dumps({"id": "a", "adapter": "/elsewhere", "prompt_version": "evidence-coding@2"}) + "\n")
+    line = {"id": "a", "codes": [], "adapter": "/elsewhere", "prompt_version": "evidence-coding@2"}
+    out.write_text(json.dumps(line) + "\n")
     path = tmp_path / "notes.jsonl"
     path.write_text('{"id": "a", "text": "HTN"}\n')
     with pytest.raises(SclError, match="was written with adapter '/elsewhere'"):
-        predict(path, out, adapter=tiny_adapter, settings=SETTINGS, engine=_NoEngine())
+        predict(path, out, adapter=open_adapter(tiny_adapter), settings=SETTINGS, engine=_NoEngine())
 
 
 class _NoEngine:
     """Stands where an engine would be in tests that must fail before any generation."""
 
-    lora_enabled = False
+    mode = "merged"
 
     def generate(self, *a, **k):  # pragma: no cover - reaching it is a test failure
         raise AssertionError("no generation expected")

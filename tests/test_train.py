@@ -338,6 +338,9 @@ def test_smollm2_cpu_recipe_trains_a_few_steps(tmp_path: Path, monkeypatch) -> N
             "data.synthesis={offline_fallback: false}",
         ],
     )
+    from sclcoder.demo.corpus import ensure_sources
+
+    ensure_sources(recipe)  # as `sclcoder train` does: the stages read a corpus, the entry points generate it
     result = train(recipe)
     meta = open_adapter(result.adapter_dir).record
     assert meta.base_model == "smollm2-135m" and len(meta.loss_history) == 3

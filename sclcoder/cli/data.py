@@ -39,7 +39,7 @@ def data_demo(
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same corpus.")] = defaults.DEMO_SEED,
 ) -> None:
     """Generate the synthetic demo corpus (MDACE layout: annotations, NOTEEVENTS.csv, splits)."""
-    from sclcoder.data.demo import generate_demo
+    from sclcoder.demo.corpus import generate_demo
     from sclcoder.progress import console
 
     summary = generate_demo(out, n_charts=charts, seed=seed)
@@ -89,7 +89,7 @@ def convert_mimic4(
     discharge: Annotated[Path, typer.Option(help="MIMIC-IV-Note discharge.csv.")],
     diagnoses: Annotated[Path, typer.Option(help="MIMIC-IV hosp/diagnoses_icd.csv.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Generic evidence JSONL to write.")],
-    version: Annotated[int, typer.Option(help="ICD version to keep (9 or 10).")] = 10,
+    version: Annotated[int, typer.Option(help="ICD version to keep (9 or 10).")] = defaults.ICD_VERSION,
     procedures: Annotated[
         Path | None, typer.Option(help="hosp/procedures_icd.csv, to keep procedure codes too.")
     ] = None,
@@ -127,7 +127,7 @@ def convert_demo(
     all_categories: Annotated[bool, typer.Option(help="Also keep the radiology reports.")] = False,
 ) -> None:
     """The demo corpus, read through the MDACE reader -> generic evidence JSONL."""
-    from sclcoder.data.demo import read_demo
+    from sclcoder.data.corpus_folder import read_demo
     from sclcoder.data.documents import write_documents
     from sclcoder.data.readers import ReadReport
 
@@ -148,10 +148,13 @@ def data_build(
     set_: SetOpt = None,
 ) -> None:
     """Build the span-centric SFT dataset (span, negative, document, synthetic examples) and stats.json."""
+    from sclcoder.demo.corpus import ensure_sources
     from sclcoder.recipe import load_recipe
     from sclcoder.sft.build import build_dataset
 
-    result = build_dataset(load_recipe(recipe, set_ or []), output, overwrite=overwrite)
+    loaded = load_recipe(recipe, set_ or [])
+    ensure_sources(loaded)
+    result = build_dataset(loaded, output, overwrite=overwrite)
     _stats_table(result.stats, result.out_dir)
 
 

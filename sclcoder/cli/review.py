@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -20,6 +20,9 @@ from sclcoder.cli.app import (
     mdace_filters,
 )
 from sclcoder.errors import SclError
+
+if TYPE_CHECKING:
+    from sclcoder.eval.report import EvalReport
 
 
 class Benchmark(StrEnum):
@@ -41,7 +44,7 @@ def eval_cmd(
     adapter: Annotated[
         Path | None, typer.Option(help="Run `predict` with this adapter first (and know its codes).")
     ] = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Report directory.")] = Path("runs/eval"),
+    output: Annotated[Path, typer.Option("--output", "-o", help="Report directory.")] = Path(defaults.EVAL_DIR),
     mdace_dir: Annotated[
         Path | None, typer.Option(help="MDACE checkout (data/ and splits/); default $SCLCODER_MDACE_DIR.")
     ] = None,
@@ -49,7 +52,7 @@ def eval_cmd(
         Path | None, typer.Option(help="MIMIC-III NOTEEVENTS.csv (mdace); default $MIMIC3_NOTEEVENTS.")
     ] = None,
     split: Annotated[str, typer.Option(help="MDACE split name or file.")] = defaults.MDACE_TEST_SPLIT,
-    icd: Annotated[int, typer.Option(help="MDACE code version, 10 or 9.")] = 10,
+    icd: Annotated[int, typer.Option(help="MDACE code version, 10 or 9.")] = defaults.ICD_VERSION,
     setting: Annotated[str, typer.Option(help="MDACE setting: Inpatient or Profee.")] = "Inpatient",
     preset: PresetOpt = "official",
     category: CategoryOpt = None,
@@ -62,12 +65,15 @@ def eval_cmd(
     faithfulness: Annotated[
         bool, typer.Option(help="Also score sufficiency/comprehensiveness (needs --adapter).")
     ] = False,
-    faithfulness_pairs: Annotated[int, typer.Option(help="At most this many (note, code) pairs.")] = 200,
+    faithfulness_pairs: Annotated[
+        int, typer.Option(min=1, help="At most this many (note, code) pairs.")
+    ] = defaults.FAITHFULNESS_PAIRS,
 ) -> None:
     """Score codes (micro/macro), MDACE evidence metrics, plausibility (and faithfulness) into a report.
 
     Filters and clean-ups (--preset, --category, --trim, ...) apply to gold and predictions alike; their
     defaults are those of the MDACE authors' scoring script."""
+    from sclcoder.artifacts import open_adapter
     from sclcoder.eval.evaluate import run_eval
     from sclcoder.eval.gold import MdaceLocation
 
@@ -78,7 +84,7 @@ def eval_cmd(
         kind.value,
         gold=gold,
         predictions=predictions,
-        adapter=adapter,
+        adapter=open_adapter(adapter) if adapter else None,
         output=output,
         mdace=MdaceLocation.find(mdace_dir, noteevents, split=split, icd=icd, setting=setting)
         if kind is Benchmark.mdace
@@ -91,13 +97,13 @@ def eval_cmd(
     _report_table(report, output)
 
 
-def _report_table(report: dict, output: Path) -> None:
+def _report_table(report: EvalReport, output: Path) -> None:
     from rich.table import Table
 
-    from sclcoder.eval.evaluate import headline
+    from sclcoder.eval.report import headline
     from sclcoder.progress import console
 
-    table = Table(title=f"{report['benchmark']}: {report['gold']['notes']} notes", show_header=False)
+    table = Table(title=f"{report.benchmark}: {report.gold.notes} notes", show_header=False)
     table.add_column(style="bold")
     table.add_column(justify="right")
     for key, value in headline(report):
@@ -115,7 +121,7 @@ def report_cmd(
     code_system: Annotated[str, typer.Option(help="Code system of the notes.")] = defaults.CODE_SYSTEM,
 ) -> None:
     """Write a self-contained HTML audit view: each note's text with every code's evidence highlighted."""
-    from sclcoder.eval.report import build_report
+    from sclcoder.eval.audit import build_report
     from sclcoder.progress import console
 
     out = build_report(predictions, notes, output, gold=gold, code_system=code_system)

@@ -74,10 +74,13 @@ def train_cmd(
 
         print_plan(plan_training(loaded, devices=devices, for_device=for_device))
         return
+    from sclcoder.demo.corpus import ensure_sources
     from sclcoder.progress import console
-    from sclcoder.selection import train_and_select
-    from sclcoder.train.trainer import is_main_process
+    from sclcoder.task_eval import train_and_select
+    from sclcoder.train.ranks import is_main_process
 
+    if is_main_process():  # the other ranks read the dataset the main process builds from it, not the corpus
+        ensure_sources(loaded)
     result = train_and_select(loaded, resume=resume, overwrite=overwrite)
     if not is_main_process():
         return  # under a launcher, rank 0 speaks for the run
@@ -104,7 +107,7 @@ def predict_cmd(
     endpoint: Annotated[
         str | None, typer.Option(help="OpenAI-compatible server (e.g. `sclcoder serve`) instead of in-process vLLM.")
     ] = None,
-    endpoint_model: Annotated[str, typer.Option(help="Model name on the endpoint.")] = "adapter",
+    endpoint_model: Annotated[str, typer.Option(help="Model name on the endpoint.")] = defaults.SERVED_MODEL_NAME,
     prompt: Annotated[Path | None, typer.Option(help="Prompt template (default: the adapter's own).")] = None,
     allow_prompt_mismatch: Annotated[bool, typer.Option(help="Accept a prompt other than the adapter's.")] = False,
     constrain_codes: Annotated[
@@ -113,14 +116,16 @@ def predict_cmd(
     drop_invalid_codes: Annotated[bool | None, typer.Option(help="Drop codes that fail validation.")] = None,
     skip_invalid: Annotated[bool, typer.Option(help="Skip (and count) bad input lines instead of stopping.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Start the predictions file afresh.")] = False,
-    tensor_parallel_size: Annotated[int | None, typer.Option(help="GPUs per model (vLLM tensor parallelism).")] = None,
-    limit: Annotated[int | None, typer.Option(help="Only the first N notes still to do.")] = None,
+    tensor_parallel_size: Annotated[
+        int | None, typer.Option(min=1, help="GPUs per model (vLLM tensor parallelism).")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N notes still to do.")] = None,
     set_: SetOpt = None,
 ) -> None:
     """Predict codes with verbatim evidence for each note (vLLM, JSON-schema constrained), offsets aligned."""
     from sclcoder.artifacts import latest_adapter, open_adapter
-    from sclcoder.infer.engine import predict_settings
     from sclcoder.infer.predict import default_output, predict
+    from sclcoder.infer.settings import predict_settings
     from sclcoder.progress import console
 
     ad = open_adapter(adapter or latest_adapter())
@@ -134,7 +139,7 @@ def predict_cmd(
     report = predict(
         notes,
         output,
-        adapter=ad.path,
+        adapter=ad,
         settings=predict_settings(ad, flags, set_ or []),
         endpoint=endpoint,
         endpoint_model=endpoint_model,
@@ -162,30 +167,44 @@ def predict_cmd(
 
 @app.command("serve")
 def serve_cmd(
-    adapter: Annotated[Path, typer.Option(help="Adapter directory written by `sclcoder train`.")],
-    host: Annotated[str, typer.Option(help="Interface to bind; loopback unless you mean otherwise.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port.")] = 8000,
-    name: Annotated[str, typer.Option(help="Model name clients ask for.")] = "adapter",
-    tensor_parallel_size: Annotated[int, typer.Option(help="GPUs per model (vLLM tensor parallelism).")] = 1,
-    max_model_len: Annotated[int | None, typer.Option(help="Context length (default: the adapter's recipe).")] = None,
+    adapter: Annotated[
+        Path, typer.Option(help="Adapter (or run) directory, or a merged model written by `sclcoder model merge`.")
+    ],
+    host: Annotated[
+        str, typer.Option(help="Interface to bind; loopback unless you mean otherwise.")
+    ] = defaults.LOOPBACK,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = defaults.SERVE_PORT,
+    name: Annotated[str, typer.Option(help="Model name clients ask for.")] = defaults.SERVED_MODEL_NAME,
+    tensor_parallel_size: Annotated[
+        int | None, typer.Option(min=1, help="GPUs per model (default: the adapter's recipe).")
+    ] = None,
+    max_model_len: Annotated[
+        int | None, typer.Option(min=128, help="Context length (default: the adapter's recipe).")
+    ] = None,
 ) -> None:
-    """Start vLLM's OpenAI-compatible server with the adapter loaded, and print how to call it."""
+    """Start vLLM's OpenAI-compatible server with the model loaded, and print how to call it."""
+    from sclcoder.artifacts import open_adapter
     from sclcoder.infer.serve import serve
 
     serve(
-        adapter, host=host, port=port, name=name, tensor_parallel_size=tensor_parallel_size, max_model_len=max_model_len
+        open_adapter(adapter),
+        host=host,
+        port=port,
+        name=name,
+        tensor_parallel_size=tensor_parallel_size,
+        max_model_len=max_model_len,
     )
 
 
 @app.command("demo")
 def demo_cmd(
     out: Annotated[Path, typer.Option("--output", "-o", help="Where every output of the run goes.")] = Path(
-        "runs/demo"
+        defaults.DEMO_DIR
     ),
     seed: Annotated[int, typer.Option(help="Seed for data sampling and training.")] = defaults.DEMO_SEED,
     set_: SetOpt = None,
 ) -> None:
     """The embedded default end to end on CPU: corpus, SmolLM2, SCL data, training, vLLM, eval, audit view."""
-    from sclcoder.pipeline import print_summary, run_demo
+    from sclcoder.demo.run import print_summary, run_demo
 
     print_summary(run_demo(out, seed=seed, overrides=set_ or []))

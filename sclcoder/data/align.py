@@ -14,8 +14,13 @@ from typing import Literal
 
 from rapidfuzz import fuzz
 
+from sclcoder import defaults
+
 MatchKind = Literal["exact", "normalized", "fuzzy"]
-DEFAULT_FUZZY_THRESHOLD = 90.0
+
+
+PERFECT = 100.0
+"""rapidfuzz's score of a quote found as it is (exactly, or once case and spaces are set aside)."""
 
 
 @dataclass(frozen=True)
@@ -23,7 +28,7 @@ class Alignment:
     begin: int
     end: int
     match: MatchKind
-    score: float = 100.0
+    score: float = PERFECT
 
 
 class NormalizedText:
@@ -62,7 +67,7 @@ def normalize(text: str) -> str:
 class Aligner:
     """Aligns many quotes against one note (the normalised view is built once)."""
 
-    def __init__(self, text: str, fuzzy_threshold: float = DEFAULT_FUZZY_THRESHOLD) -> None:
+    def __init__(self, text: str, fuzzy_threshold: float = defaults.FUZZY_THRESHOLD) -> None:
         self.text = text
         self.fuzzy_threshold = fuzzy_threshold
         self._norm: NormalizedText | None = None
@@ -125,5 +130,5 @@ class Aligner:
         return Alignment(b, e, "fuzzy", round(res.score, 1)) if b < e else None
 
 
-def align_quote(quote: str, text: str, fuzzy_threshold: float = DEFAULT_FUZZY_THRESHOLD) -> Alignment | None:
+def align_quote(quote: str, text: str, fuzzy_threshold: float = defaults.FUZZY_THRESHOLD) -> Alignment | None:
     return Aligner(text, fuzzy_threshold).align(quote)

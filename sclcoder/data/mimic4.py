@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from os import PathLike
 from pathlib import Path
 
+from sclcoder import defaults
 from sclcoder.data import codes as codes_mod
 from sclcoder.data.codes import CodeSystem
 from sclcoder.data.documents import Document
@@ -58,7 +59,7 @@ def read_mimic4(
     discharge: str | PathLike[str],
     diagnoses: str | PathLike[str],
     *,
-    version: int = 10,
+    version: int = defaults.ICD_VERSION,
     procedures: str | PathLike[str] | None = None,
     hadm_ids: set[int] | None = None,
     skips: Skips | None = None,

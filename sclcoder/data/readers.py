@@ -33,7 +33,7 @@ from sclcoder.data.documents import Document, Evidence, clean_evidence
 from sclcoder.errors import CodeError, SclError, Skips
 from sclcoder.files import parse_json, reading, require_dir, require_file, text_lines
 from sclcoder.progress import Bar, bar
-from sclcoder.recipe.schema import MdaceFilters
+from sclcoder.recipe import MdaceFilters
 
 DISCHARGE = "Discharge summary"
 # MIMIC notes can be far longer than csv's default 128 KiB field limit.

@@ -23,8 +23,25 @@ import json
 import math
 from typing import Any
 
+from sclcoder.eval.scores import Result
 from sclcoder.infer.engine import VllmEngine
+from sclcoder.infer.predictions import PredictionLine
 from sclcoder.sft.prompts import Renderer
+
+DEFINITION = (
+    "p(code) = exp(sum log p of the code tokens after the answer prefix with the model's quotes); sufficiency = "
+    "mean p(code | quotes alone); comprehensiveness = mean [p(code | window) - p(code | window without the quoted "
+    "spans)]"
+)
+
+
+class Faithfulness(Result):
+    pairs: int
+    p_code_given_window: float
+    sufficiency: float
+    comprehensiveness: float
+    sufficiency_gap: float
+    definition: str = DEFINITION
 
 
 def _deleted(text: str, spans: list[tuple[int, int]]) -> str:
@@ -37,30 +54,29 @@ def _deleted(text: str, spans: list[tuple[int, int]]) -> str:
     return "".join(out)
 
 
-def pairs_from_predictions(rows: list[dict[str, Any]], texts: dict[str, str], limit: int) -> list[dict[str, Any]]:
+def pairs_from_predictions(lines: list[PredictionLine], texts: dict[str, str], limit: int) -> list[dict[str, Any]]:
     """(window text, quotes, local spans, code) for predicted codes with aligned evidence."""
     out = []
-    for row in rows:
-        text = texts.get(str(row["id"]))
+    for line in lines:
+        text = texts.get(line.id)
         if text is None:
             continue
-        for code in row["codes"]:
-            placed = [e for e in code["evidence"] if e["begin"] is not None]
-            if not code.get("valid") or not placed:
+        for code in line.codes:
+            placed = [(q.begin, q.end, q.text) for q in code.evidence if q.begin is not None and q.end is not None]
+            if not code.valid or not placed:
                 continue
-            first = min(placed, key=lambda e: e["begin"])
+            first = min(placed)
             win = next(
-                (w for w in row["windows"] if w["begin"] <= first["begin"] and first["end"] <= w["end"]),
-                {"begin": 0, "end": len(text)},
+                ((w.begin, w.end) for w in line.windows if w.begin <= first[0] and first[1] <= w.end), (0, len(text))
             )
-            inside = [e for e in placed if win["begin"] <= e["begin"] and e["end"] <= win["end"]]
+            inside = [(b, e, quote) for b, e, quote in placed if win[0] <= b and e <= win[1]]
             out.append(
                 {
-                    "id": row["id"],
-                    "code": code["code"],
-                    "window": text[win["begin"] : win["end"]],
-                    "quotes": [e["text"] for e in inside],
-                    "spans": [(e["begin"] - win["begin"], e["end"] - win["begin"]) for e in inside],
+                    "id": line.id,
+                    "code": code.code,
+                    "window": text[win[0] : win[1]],
+                    "quotes": [quote for _, _, quote in inside],
+                    "spans": [(b - win[0], e - win[0]) for b, e, _ in inside],
                 }
             )
             if len(out) >= limit:
@@ -70,7 +86,7 @@ def pairs_from_predictions(rows: list[dict[str, Any]], texts: dict[str, str], li
 
 def faithfulness(
     pairs: list[dict[str, Any]], renderer: Renderer, engine: VllmEngine, lora_path: str | None
-) -> dict[str, Any]:
+) -> Faithfulness:
     tok = renderer.tokenizer
     sequences: list[list[int]] = []
     starts: list[int] = []
@@ -99,13 +115,10 @@ def faithfulness(
     p_full = [math.exp(x) for x in full]
     p_alone = [math.exp(x) for x in alone]
     p_without = [math.exp(x) for x in without]
-    return {
-        "pairs": n,
-        "p_code_given_window": mean(p_full),
-        "sufficiency": mean(p_alone),
-        "comprehensiveness": mean([a - b for a, b in zip(p_full, p_without, strict=True)]),
-        "sufficiency_gap": mean([a - b for a, b in zip(p_full, p_alone, strict=True)]),
-        "definition": "p(code) = exp(sum log p of the code tokens after the answer prefix with the model's quotes); "
-        "sufficiency = mean p(code | quotes alone); comprehensiveness = mean [p(code | window) - "
-        "p(code | window without the quoted spans)]",
-    }
+    return Faithfulness(
+        pairs=n,
+        p_code_given_window=mean(p_full),
+        sufficiency=mean(p_alone),
+        comprehensiveness=mean([a - b for a, b in zip(p_full, p_without, strict=True)]),
+        sufficiency_gap=mean([a - b for a, b in zip(p_full, p_alone, strict=True)]),
+    )

@@ -7,7 +7,6 @@ authors' baselines and our models are scored by the same code.
 
 from __future__ import annotations
 
-import functools
 import os
 from collections import Counter
 from collections.abc import Callable
@@ -22,7 +21,9 @@ from sclcoder.data.documents import Document, Evidence, clean_evidence, read_doc
 from sclcoder.data.readers import read_mdace
 from sclcoder.errors import SclError
 from sclcoder.eval.metrics import Prediction
+from sclcoder.eval.report import PredictionsSummary
 from sclcoder.files import read_jsonl
+from sclcoder.infer.predictions import parse_line
 from sclcoder.recipe import MdaceFilters
 
 
@@ -33,7 +34,7 @@ class MdaceLocation:
     mdace_dir: Path
     noteevents: Path
     split: str = defaults.MDACE_TEST_SPLIT
-    icd: int = 10
+    icd: int = defaults.ICD_VERSION
     setting: str = "Inpatient"
 
     @classmethod
@@ -155,15 +156,11 @@ def gold_demo(
     corpus: str | PathLike[str] = defaults.DEMO_CORPUS, filters: MdaceFilters | None = None, *, split: str = "test"
 ) -> Gold:
     """A demo test split: `test` (phrasing shared with training) or `test-unseen` (phrase-disjoint)."""
-    from sclcoder.data.demo import read_demo
+    from sclcoder.data.corpus_folder import read_demo, read_negated
 
     filters = filters or MdaceFilters()
     docs = _cleanups(read_demo(corpus, split=split), filters)
-    negated: dict[str, set[str]] = {}
-    path = Path(corpus) / "negated_mentions.jsonl"
-    if path.exists():
-        for _, row in read_jsonl(path):
-            negated.setdefault(str(row["note_id"]), set()).add(row["code"])
+    negated = read_negated(corpus)
     return Gold("demo", docs, _settings(filters, corpus=str(corpus), split=split, grouping="note"), negated=negated)
 
 
@@ -177,55 +174,6 @@ def _clean_prediction(doc: Document, pred: Prediction, filters: MdaceFilters) ->
         doc.id, doc.text, set(pred.codes) | {e.code for e in pred.evidence}, doc.code_system, list(pred.evidence)
     )
     return Prediction(pred.id, pred.codes, _cleanups([tmp], filters)[0].evidence)
-
-
-# What eval and report read from a predictions line: the part of prediction.schema.json they use, so that a
-# hand-made or converted file needs only that much, and a wrong shape is one error naming line and field.
-_PREDICTION_LINE = {
-    "type": "object",
-    "required": ["id", "codes"],
-    "properties": {
-        "id": {"type": ["string", "integer"]},
-        "codes": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["code"],
-                "properties": {
-                    "code": {"type": "string"},
-                    "evidence": {
-                        "type": "array",
-                        "items": {
-                            "type": "object",
-                            "properties": {
-                                "text": {"type": "string"},
-                                "begin": {"type": ["integer", "null"]},
-                                "end": {"type": ["integer", "null"]},
-                            },
-                        },
-                    },
-                },
-            },
-        },
-    },
-}
-
-
-@functools.cache
-def _prediction_line_validator() -> Any:
-    import jsonschema
-
-    return jsonschema.Draft202012Validator(_PREDICTION_LINE)
-
-
-def check_prediction_line(row: dict[str, Any], path: str | PathLike[str], lineno: int) -> None:
-    """Raise one SclError (file, line, field) when a predictions line lacks what eval and report read."""
-    import jsonschema
-
-    error = jsonschema.exceptions.best_match(_prediction_line_validator().iter_errors(row))
-    if error is not None:
-        where = ".".join(str(x) for x in error.absolute_path) or None
-        raise SclError(f"not a predictions line: {error.message}", path=path, line=lineno, field=where)
 
 
 def _document_prediction(row: dict[str, Any], gold: Gold, path: str | PathLike[str], lineno: int) -> Prediction | None:
@@ -248,7 +196,7 @@ def _document_prediction(row: dict[str, Any], gold: Gold, path: str | PathLike[s
     return Prediction(doc.id, set(doc.codes), list(doc.evidence), doc.text, None if hadm is None else str(hadm))
 
 
-def predictions_jsonl(path: str | PathLike[str], gold: Gold) -> tuple[list[Prediction], dict[str, Any]]:
+def predictions_jsonl(path: str | PathLike[str], gold: Gold) -> tuple[list[Prediction], PredictionsSummary]:
     """Our predictions JSONL, or predictions in the generic evidence format. Every predicted code counts
     (invalid ones are simply wrong); evidence that could not be aligned has no offsets and so no place in
     span metrics."""
@@ -263,22 +211,22 @@ def predictions_jsonl(path: str | PathLike[str], gold: Gold) -> tuple[list[Predi
             if (document := _document_prediction(row, gold, path, lineno)) is not None:
                 preds.append(document)
             continue
-        check_prediction_line(row, path, lineno)
-        doc = by_id.get(str(row["id"]))
+        line = parse_line(row, path, lineno)
+        doc = by_id.get(line.id)
         codes, evidence = set(), []
-        for item in row["codes"]:
-            code = item.get("code")
-            codes.add(code)
-            for ev in item.get("evidence", []):
-                matches[ev.get("match") or "unaligned"] += 1
-                if ev.get("begin") is not None and doc is not None and 0 <= ev["begin"] < ev["end"] <= len(doc.text):
-                    evidence.append(Evidence(ev["begin"], ev["end"], code))
-        pred = Prediction(str(row["id"]), codes, sorted(set(evidence)))
+        for item in line.codes:
+            codes.add(item.code)
+            for quote in item.evidence:
+                matches[quote.match or "unaligned"] += 1
+                b, e = quote.begin, quote.end
+                if b is not None and e is not None and doc is not None and b < e <= len(doc.text):
+                    evidence.append(Evidence(b, e, item.code))
+        pred = Prediction(line.id, codes, sorted(set(evidence)))
         preds.append(_clean_prediction(doc, pred, gold.filters) if doc else pred)
-    return preds, {"format": "jsonl", "path": str(path), "evidence_alignment": dict(matches)}
+    return preds, PredictionsSummary(format="jsonl", path=str(path), evidence_alignment=dict(matches))
 
 
-def predictions_mdace_dir(path: str | PathLike[str], gold: Gold) -> tuple[list[Prediction], dict[str, Any]]:
+def predictions_mdace_dir(path: str | PathLike[str], gold: Gold) -> tuple[list[Prediction], PredictionsSummary]:
     """MDACE-layout prediction JSONs (the authors' baselines), read against the notes' text: the gold notes',
     and NOTEEVENTS.csv for notes the coders left without evidence (they count in their admission)."""
     from sclcoder.data.readers import ReadReport, load_chart, mdace_annotation_files, stream_noteevents
@@ -308,14 +256,12 @@ def predictions_mdace_dir(path: str | PathLike[str], gold: Gold) -> tuple[list[P
             hint="pass --icd 9 for ICD-9 predictions, --icd 10 for ICD-10",
         )
     preds = [Prediction(d.id, set(d.codes), list(d.evidence), d.text, str(d.meta["hadm_id"])) for d in docs]
-    return preds, {
-        "format": "mdace",
-        "path": str(path),
-        "notes_without_text": report.dropped["notes without a given text"],
-    }
+    return preds, PredictionsSummary(
+        format="mdace", path=str(path), notes_without_text=report.dropped["notes without a given text"]
+    )
 
 
-def load_predictions(path: str | PathLike[str], gold: Gold) -> tuple[list[Prediction], dict[str, Any]]:
+def load_predictions(path: str | PathLike[str], gold: Gold) -> tuple[list[Prediction], PredictionsSummary]:
     p = Path(path)
     if p.is_dir():
         return predictions_mdace_dir(p, gold)

@@ -23,9 +23,21 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from sclcoder.data.documents import Document, Evidence
+from sclcoder.eval.scores import (
+    Averages,
+    CodeMetrics,
+    CodeRow,
+    EvidenceMetrics,
+    MatchCount,
+    MatchRow,
+    MatchTypes,
+    Plausibility,
+    Scores,
+    SubsetScores,
+    TokenAgreement,
+)
 
 TOKEN = re.compile(r"\w+", flags=re.UNICODE)
 
@@ -64,17 +76,17 @@ class PRF:
         p, r = self.precision, self.recall
         return 2 * p * r / (p + r) if p + r else 0.0
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "precision": self.precision,
-            "recall": self.recall,
-            "f1": self.f1,
-            "tp": self.tp,
-            "fp": self.fp,
-            "fn": self.fn,
-            "predicted": self.tp + self.fp,
-            "actual": self.tp + self.fn,
-        }
+    def scores(self) -> Scores:
+        return Scores(
+            precision=self.precision,
+            recall=self.recall,
+            f1=self.f1,
+            tp=self.tp,
+            fp=self.fp,
+            fn=self.fn,
+            predicted=self.tp + self.fp,
+            actual=self.tp + self.fn,
+        )
 
 
 def set_prf(gold: set, pred: set) -> PRF:
@@ -100,7 +112,7 @@ def code_metrics(
     *,
     seen_codes: set[str] | None = None,
     describe: Callable[[str], str | None] | None = None,
-) -> dict[str, Any]:
+) -> CodeMetrics:
     preds = {p.id: p for p in predictions}
     rows, missing = _pairs(gold, preds)
     micro = PRF()
@@ -112,39 +124,39 @@ def code_metrics(
     gold_codes = {c for _, g, _ in rows for c in g}
     all_codes = set(per_code)
 
-    def macro(codes: set[str]) -> dict[str, float]:
-        if not codes:
-            return {"precision": 0.0, "recall": 0.0, "f1": 0.0, "codes": 0}
-        return {
-            "precision": sum(per_code[c].precision for c in codes) / len(codes),
-            "recall": sum(per_code[c].recall for c in codes) / len(codes),
-            "f1": sum(per_code[c].f1 for c in codes) / len(codes),
-            "codes": len(codes),
-        }
+    def macro(codes: set[str]) -> Averages:
+        n = len(codes)
+        return Averages(
+            precision=sum(per_code[c].precision for c in codes) / n if n else 0.0,
+            recall=sum(per_code[c].recall for c in codes) / n if n else 0.0,
+            f1=sum(per_code[c].f1 for c in codes) / n if n else 0.0,
+            codes=n,
+        )
 
-    out: dict[str, Any] = {
-        "notes": len(rows),
-        "notes_without_prediction": missing,
-        "micro": micro.as_dict(),
-        "macro_over_gold_codes": macro(gold_codes),
-        "macro_over_gold_and_predicted_codes": macro(all_codes),
-        "per_code": [
-            {
-                "code": c,
-                "description": describe(c) if describe else None,
-                "support": per_code[c].tp + per_code[c].fn,
-                **per_code[c].as_dict(),
-                **({"seen_in_training": c in seen_codes} if seen_codes is not None else {}),
-            }
+    out = CodeMetrics(
+        notes=len(rows),
+        notes_without_prediction=missing,
+        micro=micro.scores(),
+        macro_over_gold_codes=macro(gold_codes),
+        macro_over_gold_and_predicted_codes=macro(all_codes),
+        per_code=[
+            CodeRow(
+                code=c,
+                description=describe(c) if describe else None,
+                support=per_code[c].tp + per_code[c].fn,
+                seen_in_training=None if seen_codes is None else c in seen_codes,
+                **per_code[c].scores().model_dump(),
+            )
             for c in sorted(all_codes, key=lambda c: (-(per_code[c].tp + per_code[c].fn), c))
         ],
-    }
+    )
     if seen_codes is not None:
         for name, keep in (("seen", lambda c: c in seen_codes), ("unseen", lambda c: c not in seen_codes)):
             part = PRF()
             for _, g, p in rows:
                 part += set_prf({c for c in g if keep(c)}, {c for c in p if keep(c)})
-            out[f"micro_{name}_codes"] = part.as_dict() | {"codes": sum(1 for c in all_codes if keep(c))}
+            subset = SubsetScores(**part.scores().model_dump(), codes=sum(1 for c in all_codes if keep(c)))
+            setattr(out, f"micro_{name}_codes", subset)
     return out
 
 
@@ -184,7 +196,7 @@ MDACE_METRICS = ("span_exact", "span_position_independent", "token_exact", "toke
 
 def mdace_evidence_metrics(
     gold: list[Document], predictions: Iterable[Prediction], *, group: Callable[[Document], str] | None = None
-) -> dict[str, Any]:
+) -> EvidenceMetrics:
     """The four MDACE evidence metrics; `group` pools notes (default: each note on its own)."""
     preds = {p.id: p for p in predictions}
     group = group or (lambda d: d.id)
@@ -209,7 +221,7 @@ def mdace_evidence_metrics(
     for key in gold_sets:
         for m in MDACE_METRICS:
             totals[m] += set_prf(gold_sets[key][m], pred_sets[key][m])
-    return {m: totals[m].as_dict() for m in MDACE_METRICS} | {"groups": len(gold_sets)}
+    return EvidenceMetrics(**{m: totals[m].scores() for m in MDACE_METRICS}, groups=len(gold_sets))
 
 
 # --------------------------------------------------------------------------------------------- plausibility
@@ -229,7 +241,7 @@ def _by_code(evidence: Iterable[Evidence]) -> dict[str, list[Evidence]]:
     return out
 
 
-def plausibility(gold: list[Document], predictions: Iterable[Prediction]) -> dict[str, Any]:
+def plausibility(gold: list[Document], predictions: Iterable[Prediction]) -> Plausibility:
     """Token P/R/F1 per (note, code) with gold evidence, averaged; and evidence-span recall."""
     preds = {p.id: p for p in predictions}
     settings: dict[str, dict[str, list[float]]] = {
@@ -261,15 +273,16 @@ def plausibility(gold: list[Document], predictions: Iterable[Prediction]) -> dic
                 settings[name]["f1"].append(prf.f1)
                 spans_hit[name] += hits
                 spans_total[name] += len(gold_spans)
-    out: dict[str, Any] = {}
+    out = {}
     for name, values in settings.items():
         n = len(values["f1"])
-        out[name] = {k: (sum(v) / n if n else 0.0) for k, v in values.items()} | {
-            "pairs": n,
-            "span_recall": spans_hit[name] / spans_total[name] if spans_total[name] else 0.0,
-            "gold_spans": spans_total[name],
-        }
-    return out
+        out[name] = TokenAgreement(
+            **{k: (sum(v) / n if n else 0.0) for k, v in values.items()},
+            pairs=n,
+            span_recall=spans_hit[name] / spans_total[name] if spans_total[name] else 0.0,
+            gold_spans=spans_total[name],
+        )
+    return Plausibility(**out)
 
 
 # ------------------------------------------------------------------------------------------ match types
@@ -314,7 +327,7 @@ def match_type(doc: Document, gold: list[Evidence], predicted: list[Evidence]) -
     return "proximate" if every_gold_hit and all_near else "partial"
 
 
-def match_types(gold: list[Document], predictions: Iterable[Prediction]) -> dict[str, Any]:
+def match_types(gold: list[Document], predictions: Iterable[Prediction]) -> MatchTypes:
     """Counts and shares of each match type over the (note, code) pairs with gold evidence, overall and
     per code; pairs whose code was not predicted count too (their evidence is `empty` unless the model
     quoted for a code it did not assign)."""
@@ -328,8 +341,10 @@ def match_types(gold: list[Document], predictions: Iterable[Prediction]) -> dict
             overall[kind] += 1
             per_code[code][kind] += 1
 
-    def table(counts: Counter) -> dict[str, Any]:
+    def table(counts: Counter) -> MatchRow:
         n = sum(counts.values())
-        return {"pairs": n} | {k: {"count": counts[k], "share": counts[k] / n if n else 0.0} for k in MATCH_TYPES}
+        return MatchRow(
+            pairs=n, **{k: MatchCount(count=counts[k], share=counts[k] / n if n else 0.0) for k in MATCH_TYPES}
+        )
 
-    return {"overall": table(overall), "per_code": {c: table(k) for c, k in sorted(per_code.items())}}
+    return MatchTypes(overall=table(overall), per_code={c: table(k) for c, k in sorted(per_code.items())})

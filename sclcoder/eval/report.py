@@ -1,151 +1,194 @@
-"""`sclcoder report`: one self-contained HTML audit view of predictions (no network, no external files).
-
-Per note: the text with every code's evidence highlighted; the codes with their descriptions; clicking a
-code highlights its spans; quotes that could not be placed in the note and codes that failed validation
-are flagged; with gold, each code is marked correct, spurious (predicted, not gold) or missed (gold, not
-predicted), and gold evidence is underlined.
+"""The evaluation report: one typed record (`EvalReport`) that `sclcoder eval` writes as report.json and that
+the demo, validation during training and the benchmarks read by name; report.md and per_code.csv are views of it.
 """
 
 from __future__ import annotations
 
-import html
-import itertools
-import json
-from importlib import resources
+import csv
+import io
 from os import PathLike
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from sclcoder import defaults
-from sclcoder.data import codes as codes_mod
-from sclcoder.data.codes import CodeSystem
-from sclcoder.data.documents import read_documents, read_notes
-from sclcoder.errors import SclError, Skips
-from sclcoder.eval.gold import check_prediction_line
-from sclcoder.files import check_writable, read_jsonl, write_text_atomic
+from pydantic import ValidationError
 
+from sclcoder.errors import SclError, validation_error
+from sclcoder.eval.faithfulness import Faithfulness
+from sclcoder.eval.metrics import MATCH_TYPES, MDACE_METRICS
+from sclcoder.eval.scores import CodeMetrics, EvidenceMetrics, MatchTypes, Plausibility, Result
+from sclcoder.files import parse_json, write_json_atomic, write_text_atomic
 
-def _segments(text: str, marks: list[tuple[int, int, str, str]]) -> str:
-    """The text as HTML, cut at every evidence boundary; each piece lists the codes covering it."""
-    cuts = {0, len(text)}
-    for b, e, _, _ in marks:
-        cuts.update((b, e))
-    points = sorted(cuts)
-    out = []
-    for b, e in itertools.pairwise(points):
-        piece = html.escape(text[b:e])
-        pred = sorted({code for mb, me, code, kind in marks if kind == "pred" and mb <= b and e <= me})
-        gold = sorted({code for mb, me, code, kind in marks if kind == "gold" and mb <= b and e <= me})
-        if not pred and not gold:
-            out.append(piece)
-            continue
-        classes = ["ev"] + (["pred"] if pred else []) + (["gold"] if gold else [])
-        out.append(
-            f'<span class="{" ".join(classes)}" data-codes="{html.escape(" ".join(pred))}" '
-            f'data-gold="{html.escape(" ".join(gold))}">{piece}</span>'
-        )
-    return "".join(out)
+REPORT_FILE = "report.json"
 
 
-def note_view(
-    note_id: str,
-    text: str,
-    row: dict[str, Any] | None,
-    gold_codes: set[str] | None,
-    gold_spans: list[tuple[int, int, str]],
-    system: CodeSystem,
-) -> dict[str, Any]:
-    codes = list(row["codes"]) if row else []
-    predicted = {c["code"] for c in codes}
-
-    def placed(e: dict[str, Any]) -> bool:  # offsets that fit this note; anything else shows as unaligned
-        b, end = e.get("begin"), e.get("end")
-        return isinstance(b, int) and isinstance(end, int) and 0 <= b < end <= len(text)
-
-    marks = [(e["begin"], e["end"], c["code"], "pred") for c in codes for e in c.get("evidence", []) if placed(e)]
-    marks += [(b, e, code, "gold") for b, e, code in gold_spans]
-    items = []
-    for c in codes:
-        status = None if gold_codes is None else ("correct" if c["code"] in gold_codes else "spurious")
-        unaligned = [e.get("text", "") for e in c.get("evidence", []) if not placed(e)]
-        items.append(
-            {
-                "code": c["code"],
-                "description": c.get("description"),
-                "valid": c.get("valid", True),
-                "problem": c.get("problem"),
-                "status": status,
-                "unaligned": unaligned,
-                "quotes": len(c.get("evidence", [])),
-            }
-        )
-    for code in sorted((gold_codes or set()) - predicted):
-        items.append(
-            {
-                "code": code,
-                "description": codes_mod.describe(code, system),
-                "valid": True,
-                "problem": None,
-                "status": "missed",
-                "unaligned": [],
-                "quotes": 0,
-            }
-        )
-    return {
-        "id": note_id,
-        "html": _segments(text, marks),
-        "codes": items,
-        "errors": [str(e) for e in row.get("errors", [])] if row else ["no prediction for this note"],
-    }
+class GoldSummary(Result):
+    notes: int
+    codes: int
+    evidence_spans: int
+    evidence_spans_trimmed_to_nothing: int
+    distinct_codes: int
 
 
-def _asset(name: str) -> str:
-    return resources.files("sclcoder").joinpath("assets", name).read_text(encoding="utf-8")
+class PredictionsSummary(Result):
+    format: Literal["jsonl", "mdace"]
+    path: str
+    notes: int = 0
+    evidence_spans_trimmed_to_nothing: int = 0
+    evidence_alignment: dict[str, int] = {}
+    """How the quotes of a predictions JSONL were placed in their notes (exact, normalized, fuzzy, unaligned)."""
+    notes_without_text: int | None = None
+    """MDACE-layout predictions: notes whose text was found nowhere (not scored)."""
 
 
-def render_html(views: list[dict[str, Any]], title: str) -> str:
-    data = json.dumps(views, ensure_ascii=False).replace("</", "<\\/")
-    return (
-        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{_asset('audit.css')}</style></head><body><nav id='notes'></nav><main><div id='text'></div>"
-        f"<aside id='codes'></aside></main><script type='application/json' id='data'>{data}</script>"
-        f"<script>{_asset('audit.js')}</script></body></html>"
-    )
+class NegatedMentions(Result):
+    """Demo corpus only: conditions a note mentions only negated or in the family history."""
+
+    conditions_mentioned_only_negated: int
+    coded_anyway: int
 
 
-def build_report(
-    predictions: str | PathLike[str],
-    notes: str | PathLike[str],
-    output: str | PathLike[str],
-    *,
-    gold: str | PathLike[str] | None = None,
-    code_system: str = defaults.CODE_SYSTEM,
-) -> Path:
-    """Write the audit view of `predictions` over `notes` (and `gold`, when given) to `output`."""
-    system = CodeSystem.parse(code_system)
-    check_writable(output)
-    rows = {}
-    for lineno, row in read_jsonl(predictions, what="predictions file"):
-        check_prediction_line(row, predictions, lineno)
-        rows[str(row["id"])] = row
-    texts = {n.id: n.text for n in read_notes(notes, Skips())}
-    gold_docs = {d.id: d for d in read_documents(gold)} if gold else {}
-    unknown = sorted(set(rows) - set(texts))
-    if unknown:
-        raise SclError(f"prediction for note {unknown[0]!r}, which is not in the notes file", path=predictions)
-    views = []
-    for note_id, text in texts.items():
-        g = gold_docs.get(note_id)
-        views.append(
-            note_view(
-                note_id,
-                text,
-                rows.get(note_id),
-                set(g.codes) if gold else None,
-                [(e.begin, e.end, e.code) for e in g.evidence] if g else [],
-                system,
-            )
-        )
-    out = Path(output)
-    write_text_atomic(out, render_html(views, f"sclcoder audit: {Path(predictions).name}"))
+class EvalReport(Result):
+    sclcoder_version: str
+    benchmark: str
+    settings: dict[str, Any]
+    gold: GoldSummary
+    predictions: PredictionsSummary
+    codes: CodeMetrics
+    evidence_mdace: EvidenceMetrics
+    plausibility: Plausibility
+    evidence_match_types: MatchTypes
+    negated_mentions: NegatedMentions | None = None
+    faithfulness: Faithfulness | None = None
+    seconds: float = 0.0
+
+    # the three numbers every summary quotes, under the names task_eval selects by
+    @property
+    def codes_micro_f1(self) -> float:
+        return self.codes.micro.f1
+
+    @property
+    def codes_macro_f1(self) -> float:
+        """Macro F1 over the codes of the gold standard."""
+        return self.codes.macro_over_gold_codes.f1
+
+    @property
+    def evidence_token_f1(self) -> float:
+        """MDACE's position-independent token F1 of the evidence."""
+        return self.evidence_mdace.token_position_independent.f1
+
+
+def read_report(path: str | PathLike[str]) -> EvalReport:
+    """A report.json written by `sclcoder eval` (or the demo), checked."""
+    p = Path(path)
+    if not p.is_file():
+        raise SclError("evaluation report not found", path=p)
+    try:
+        return EvalReport.model_validate(parse_json(p.read_bytes(), path=p))
+    except ValidationError as exc:
+        raise validation_error(exc, path=p) from None
+
+
+def write_report(report: EvalReport, out_dir: str | PathLike[str]) -> Path:
+    """report.json (every number and the settings), report.md and per_code.csv, each written atomically."""
+    out = Path(out_dir)
+    write_json_atomic(out / REPORT_FILE, report.model_dump(mode="json"))
+    write_text_atomic(out / "report.md", markdown(report))
+    buf = io.StringIO()
+    fields = ["code", "description", "support", "predicted", "tp", "fp", "fn", "precision", "recall", "f1"]
+    rows = [row.model_dump() for row in report.codes.per_code]
+    if rows and rows[0]["seen_in_training"] is not None:
+        fields.append("seen_in_training")
+    writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(out / "per_code.csv", buf.getvalue())
     return out
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+EVIDENCE_LABELS = {
+    "span_exact": "exact span",
+    "span_position_independent": "position-independent span",
+    "token_exact": "exact token",
+    "token_position_independent": "position-independent token",
+}
+
+
+def headline(report: EvalReport) -> list[tuple[str, str]]:
+    """(label, value) rows of the numbers a reader looks at first (the terminal table, report.md)."""
+    c, e, pl = report.codes, report.evidence_mdace, report.plausibility
+    rows = [
+        ("codes micro P / R / F1", f"{_pct(c.micro.precision)} / {_pct(c.micro.recall)} / {_pct(c.micro.f1)}"),
+        ("codes macro F1 (over gold codes)", _pct(c.macro_over_gold_codes.f1)),
+        ("codes macro F1 (over gold ∪ predicted codes)", _pct(c.macro_over_gold_and_predicted_codes.f1)),
+    ]
+    rows += [(f"evidence F1, {label} (MDACE)", _pct(getattr(e, m).f1)) for m, label in EVIDENCE_LABELS.items()]
+    rows.append(("plausibility token F1, correct codes", _pct(pl.correct_codes.f1)))
+    rows.append(("plausibility token F1, all gold codes", _pct(pl.all_gold_codes.f1)))
+    rows.append(("evidence-span recall, all gold codes", _pct(pl.all_gold_codes.span_recall)))
+    t = report.evidence_match_types.overall
+    rows.append(
+        ("evidence match exact / proximate / partial / none / empty", " / ".join(_pct(getattr(t, k).share) for k in
+         ("exact", "proximate", "partial", "no_match", "empty")))
+    )  # fmt: skip
+    if report.faithfulness is not None:
+        f = report.faithfulness
+        rows.append(
+            ("faithfulness: sufficiency / comprehensiveness", f"{f.sufficiency:.3f} / {f.comprehensiveness:.3f}")
+        )
+    if report.negated_mentions is not None:
+        n = report.negated_mentions
+        rows.append(
+            ("negated-only conditions coded anyway", f"{n.coded_anyway} of {n.conditions_mentioned_only_negated}")
+        )
+    return rows
+
+
+def markdown(report: EvalReport) -> str:
+    g, p = report.gold, report.predictions
+    settings = ", ".join(f"{k}={v}" for k, v in report.settings.items())
+    lines = [
+        f"# sclcoder evaluation: {report.benchmark}",
+        "",
+        f"Settings: {settings}.",
+        "",
+        f"Gold: {g.notes} notes, {g.codes} codes, {g.evidence_spans} evidence spans "
+        f"({g.evidence_spans_trimmed_to_nothing} trimmed to nothing, kept as the MDACE script keeps them). "
+        f"Predictions: {p.path} ({p.notes} notes, {p.evidence_spans_trimmed_to_nothing} spans trimmed to nothing).",
+        "",
+        "| metric | value (%) |",
+        "|---|---|",
+    ]
+    lines += [f"| {k} | {v} |" for k, v in headline(report)]
+    lines += [
+        "",
+        "## MDACE evidence metrics",
+        "",
+        "| metric | #pred | #gold | TP | FP | FN | P | R | F1 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for m in MDACE_METRICS:
+        r = getattr(report.evidence_mdace, m)
+        lines.append(
+            f"| {m} | {r.predicted} | {r.actual} | {r.tp} | {r.fp} | {r.fn} | "
+            f"{_pct(r.precision)} | {_pct(r.recall)} | {_pct(r.f1)} |"
+        )
+    types = report.evidence_match_types
+    lines += [
+        "",
+        "## Evidence match types per (note, code) with gold evidence",
+        "",
+        "Empty: nothing quoted; exact: the gold spans; proximate: every gold span hit and every quoted token",
+        "within 10 tokens of one; partial: some overlap; no match: quoted, but nowhere on gold evidence.",
+        "",
+        "| code | pairs | " + " | ".join(MATCH_TYPES) + " |",
+        "|---|---|" + "---|" * len(MATCH_TYPES),
+    ]
+    for code, row in [("all", types.overall), *types.per_code.items()]:
+        cells = " | ".join(f"{getattr(row, k).count} ({_pct(getattr(row, k).share)}%)" for k in MATCH_TYPES)
+        lines.append(f"| {code} | {row.pairs} | {cells} |")
+    lines.append("")
+    return "\n".join(lines)

@@ -1,5 +1,5 @@
 """transformers' `generate` as an engine for a model already in memory: the model being trained, scored on
-the validation notes with the task's own metrics (sclcoder.selection). The answers are constrained exactly
+the validation notes with the task's own metrics (sclcoder.task_eval). The answers are constrained exactly
 as vLLM constrains them (xgrammar: the per-window grammar of grounded decoding, or the JSON schema without
 free whitespace), greedy, so a checkpoint scores here as `predict` would score it.
 
@@ -12,15 +12,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sclcoder.infer.engine import Generation, Request
+from sclcoder.infer.engine import EngineMode, Generation, Request, Sampling
 
 
 class TransformersEngine:  # an Engine (sclcoder.infer.engine)
     """Greedy, constrained decoding with `model.generate`, in batches of left-padded prompts."""
 
-    lora_enabled = False  # the model in memory already carries its adapter
+    mode: EngineMode = "transformers"  # the model in memory already carries its adapter
 
-    def __init__(self, model: Any, tokenizer: Any, *, batch_size: int = 16) -> None:
+    def __init__(self, model: Any, tokenizer: Any, *, batch_size: int) -> None:
         import xgrammar
 
         self.model = model
@@ -38,19 +38,12 @@ class TransformersEngine:  # an Engine (sclcoder.infer.engine)
         return None
 
     def generate(
-        self,
-        requests: list[Request],
-        *,
-        schema: dict | None,
-        max_tokens: int,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        lora_path: str | None = None,
+        self, requests: list[Request], *, schema: dict | None, sampling: Sampling, lora_path: str | None
     ) -> list[Generation]:
         import torch
         from xgrammar.contrib.hf import LogitsProcessor
 
-        if temperature > 0:
+        if sampling.temperature > 0:
             raise ValueError("TransformersEngine decodes greedily (temperature 0), as validation needs")
         device = next(self.model.parameters()).device
         was_training = self.model.training
@@ -69,7 +62,7 @@ class TransformersEngine:  # an Engine (sclcoder.infer.engine)
                     generated = self.model.generate(
                         input_ids=ids.to(device),
                         attention_mask=mask.to(device),
-                        max_new_tokens=max_tokens,
+                        max_new_tokens=sampling.max_tokens,
                         do_sample=False,
                         logits_processor=[LogitsProcessor(grammars)] if grammars[0] is not None else None,
                         pad_token_id=self.pad_id,

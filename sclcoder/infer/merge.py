@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sclcoder.artifacts import METADATA, Adapter
+from sclcoder.artifacts import METADATA, PROMPT_FILE, Adapter
+from sclcoder.errors import SclError
 from sclcoder.files import atomic_dir
-from sclcoder.sft.prompts import PROMPT_FILE
 
 
 def peft_model(adapter: Adapter) -> Any:
@@ -19,8 +19,14 @@ def peft_model(adapter: Adapter) -> Any:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
+    if adapter.merged:
+        raise SclError("is a merged model already (no LoRA adapter to merge)", path=adapter.path)
     base = AutoModelForCausalLM.from_pretrained(adapter.base_model, dtype=torch.float32)
-    return PeftModel.from_pretrained(base, adapter.path)
+    try:
+        return PeftModel.from_pretrained(base, adapter.path)
+    except Exception as exc:  # a truncated or foreign weights file fails deep in safetensors or torch
+        weights = next(iter(sorted(adapter.path.glob("adapter_model.*"))), adapter.path)
+        raise SclError(f"the adapter's weights cannot be loaded ({type(exc).__name__}: {exc})", path=weights) from None
 
 
 def merge_adapter(adapter: Adapter, target: str | os.PathLike[str]) -> Path:
@@ -44,9 +50,16 @@ def merge_adapter(adapter: Adapter, target: str | os.PathLike[str]) -> Path:
     return Path(target)
 
 
+MERGED_DIR = "merged"
+"""Where predict keeps the merged model it serves on CPU, inside the adapter's folder."""
+
+
 def merged_model(adapter: Adapter) -> Path:
-    """The merged model predict serves on CPU, made once and kept beside the adapter."""
-    target = adapter.path / "merged"
+    """The merged model predict serves on CPU, made once and kept inside the adapter (a merged model is its
+    own)."""
+    if adapter.merged:
+        return adapter.path
+    target = adapter.path / MERGED_DIR
     if (target / "config.json").exists():
         return target
     return merge_adapter(adapter, target)

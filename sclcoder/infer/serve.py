@@ -1,59 +1,71 @@
-"""`sclcoder serve`: vLLM's OpenAI-compatible server with an adapter loaded (for scale-out and tools)."""
+"""`sclcoder serve`: vLLM's OpenAI-compatible server with a model loaded (for scale-out and tools): an adapter
+on its base weights with LoRA, or a merged model as it is, under the name clients ask for."""
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from pathlib import Path
 
-from sclcoder.artifacts import open_adapter
+from sclcoder import defaults
+from sclcoder.artifacts import Adapter
 from sclcoder.errors import SclError
-from sclcoder.infer.engine import ServerSpec, predict_settings, start_server, stop_server, wait_until_ready
+from sclcoder.infer.server import ServerSpec, start_server, stop_server, wait_until_ready
+from sclcoder.infer.settings import predict_settings
 from sclcoder.progress import console
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 def server_spec(
-    adapter: str | os.PathLike[str],
+    adapter: Adapter,
     *,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    name: str = "adapter",
-    tensor_parallel_size: int = 1,
+    host: str,
+    port: int,
+    name: str,
+    tensor_parallel_size: int | None = None,
     max_model_len: int | None = None,
 ) -> ServerSpec:
-    ad = open_adapter(adapter)
-    settings = predict_settings(ad)
+    settings = predict_settings(adapter)
+    common = {
+        "host": host,
+        "port": port,
+        "max_model_len": max_model_len or settings.max_model_len,
+        "dtype": settings.dtype,
+        "cpu_kv_cache_gb": settings.cpu_kv_cache_gb,
+        "tensor_parallel_size": tensor_parallel_size or settings.tensor_parallel_size,
+    }
+    if adapter.merged:
+        return ServerSpec(model=adapter.base_model, served_model_name=name, **common)
+    base = adapter.base_model
     return ServerSpec(
-        model=ad.base_model,
-        host=host,
-        port=port,
-        served_model_name=Path(ad.base_model).name if Path(ad.base_model).exists() else ad.base_model,
-        max_model_len=max_model_len or settings.max_model_len,
-        dtype=settings.dtype,
+        model=base,
+        served_model_name=Path(base).name if Path(base).exists() else base,
         lora_name=name,
-        lora_path=str(ad.path),
-        max_lora_rank=ad.lora_rank,
-        tensor_parallel_size=tensor_parallel_size,
+        lora_path=str(adapter.path),
+        max_lora_rank=settings.max_lora_rank or adapter.lora_rank,
+        **common,
     )
 
 
-def serve(adapter: str | os.PathLike[str], **kwargs) -> None:  # type: ignore[no-untyped-def]
+def serve(adapter: Adapter, **kwargs) -> None:  # type: ignore[no-untyped-def]
     """Run the server in the foreground until Ctrl-C or SIGTERM; the server stops with this process."""
     spec = server_spec(adapter, **kwargs)
-    if spec.host not in ("127.0.0.1", "localhost", "::1"):
+    if spec.host not in LOCAL_HOSTS:
         console.print(f"[yellow]binding {spec.host}: anyone who can reach this machine can send notes to it[/]")
     # SIGTERM (and Ctrl-C) become a clean stop below, even while the server is still loading
     signal.signal(signal.SIGTERM, _stop)
     proc = start_server(spec)
+    name = spec.lora_name or spec.served_model_name or defaults.SERVED_MODEL_NAME
     try:
         wait_until_ready(spec.base_url, proc)
         console.print(
-            f"serving [bold]{spec.lora_name}[/] ({spec.lora_path} on {spec.model}) at [bold]{spec.base_url}[/]\n"
-            f"  sclcoder predict NOTES.jsonl --adapter {spec.lora_path} --endpoint {spec.base_url} "
-            f"--endpoint-model {spec.lora_name} -o predictions.jsonl\n"
+            f"serving [bold]{name}[/] ({adapter.path}{'' if adapter.merged else f' on {spec.model}'}) at "
+            f"[bold]{spec.base_url}[/]\n"
+            f"  sclcoder predict NOTES.jsonl --adapter {adapter.path} --endpoint {spec.base_url} "
+            f"--endpoint-model {name} -o predictions.jsonl\n"
             f"  curl {spec.base_url}/chat/completions -H 'Content-Type: application/json' "
-            f'-d \'{{"model": "{spec.lora_name}", "messages": [...]}}\'\n'
+            f'-d \'{{"model": "{name}", "messages": [...]}}\'\n'
             "Ctrl-C stops it."
         )
         while proc.poll() is None:

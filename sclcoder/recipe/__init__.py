@@ -1,8 +1,7 @@
-"""The recipe: one validated schema for a whole run (`schema`) and the reader that composes YAML files
-into it (`loading`)."""
+"""The recipe: one validated schema for a whole run (`schema`, its `data` section in `data`) and the reader
+that composes YAML files into it (`loading`)."""
 
-from sclcoder.recipe.loading import load_recipe, recipe_dict
-from sclcoder.recipe.schema import (
+from sclcoder.recipe.data import (
     DEFAULT_PROMPT,
     MDACE_CODEABLE,
     MDACE_PRESETS,
@@ -11,19 +10,22 @@ from sclcoder.recipe.schema import (
     DemoSpec,
     DocumentSection,
     JsonlSource,
-    LoraSection,
     MdaceFilters,
     MdaceSource,
     MdaceSpec,
+    Source,
+    SpanSection,
+    SynthesisSection,
+    TeacherSection,
+)
+from sclcoder.recipe.loading import load_recipe, recipe_dict
+from sclcoder.recipe.schema import (
+    LoraSection,
     ModelSection,
     PredictSection,
     QuantizationSection,
     Recipe,
-    Source,
-    SpanSection,
-    SynthesisSection,
     TaskEvalSection,
-    TeacherSection,
     TrainSection,
     WindowsSection,
     load_deepspeed_config,

@@ -12,9 +12,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from sclcoder.errors import SclError
+from sclcoder.errors import SclError, first_problem, union_tags_dropped, validation_error
 from sclcoder.files import reading, require_file
-from sclcoder.recipe.schema import Recipe, first_error
+from sclcoder.recipe.schema import Recipe
 
 
 def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
@@ -42,6 +42,8 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     parent = data.pop("inherit", None)
     if parent is None:
         return data
+    if not isinstance(parent, str) or not parent.strip():
+        raise SclError(f"names one recipe file to build on, got {parent!r}", path=p, field="inherit")
     parent_path = Path(parent) if Path(parent).is_absolute() else p.parent / parent
     if parent_path.resolve() in seen:
         raise SclError("recipes inherit from each other in a loop", path=p, field="inherit")
@@ -58,7 +60,13 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise SclError(f"cannot set {key}: {part} is not a section", field=key)
-    node[parts[-1]] = yaml.safe_load(raw)
+    try:
+        node[parts[-1]] = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SclError(
+            f"--set {key.strip()}: the value {raw!r} is not valid YAML ({problem})", field=key.strip()
+        ) from None
 
 
 def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
@@ -115,28 +123,24 @@ def _suggest(key: str, valid: list[str]) -> str | None:
 
 
 def _explain(exc: ValidationError, path: Path) -> SclError:
-    err = first_error(exc)
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.endswith("Source")))
-    dotted = ".".join(str(p) for p in loc)
-    if err["type"] == "extra_forbidden":
-        owner = _model_at(loc)
-        valid = sorted(owner.model_fields) if owner else []
-        close = _suggest(str(loc[-1]), valid)
-        hint = f"did you mean '{close}'?" if close else (f"valid keys: {', '.join(valid)}" if valid else None)
-        return SclError("unknown key", path=path, field=dotted, hint=hint)
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "missing":
-        msg = "required key missing"
-    elif "input" in err and not isinstance(err["input"], (dict, list)):
-        msg = f"{msg} (got {err['input']!r})"
-    extra = f" ({len(exc.errors()) - 1} more problem(s) after this one)" if len(exc.errors()) > 1 else ""
-    return SclError(msg + extra, path=path, field=dotted or None)
+    err = first_problem(exc)
+    if err["type"] != "extra_forbidden":
+        return validation_error(exc, path=path, count_more=True)
+    loc = union_tags_dropped(err["loc"])
+    owner = _model_at(loc)
+    valid = sorted(owner.model_fields) if owner else []
+    close = _suggest(str(loc[-1]), valid)
+    hint = f"did you mean '{close}'?" if close else (f"valid keys: {', '.join(valid)}" if valid else None)
+    return SclError("unknown key", path=path, field=".".join(str(p) for p in loc), hint=hint)
 
 
-def load_recipe(path: str | PathLike[str], overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
-    """Read, compose, override and validate a recipe; every mistake is one SclError naming the key."""
+def load_recipe(
+    path: str | PathLike[str], overrides: list[str] | tuple[str, ...] = (), *, values: dict[str, Any] | None = None
+) -> Recipe:
+    """Read, compose, override and validate a recipe; every mistake is one SclError naming the key. `values`
+    (a program's own, e.g. the demo's paths) go over the file, and the user's `--set` overrides over them."""
     p = Path(path)
-    data = _read_yaml(p)
+    data = _deep_merge(_read_yaml(p), values or {})
     for assignment in overrides:
         apply_override(data, assignment)
     try:

@@ -56,10 +56,10 @@ def read_source(source: Source, system: CodeSystem) -> list[Document]:
     if isinstance(source, JsonlSource):
         docs = list(read_documents(source.jsonl, default_system=system))
     elif isinstance(source, DemoSource):
-        from sclcoder.data.demo import ensure_demo, read_demo
+        from sclcoder.data.corpus_folder import check_corpus, read_demo
 
         spec = source.demo
-        docs = read_demo(ensure_demo(spec.corpus, n_charts=spec.charts, seed=spec.seed), split=spec.split)
+        docs = read_demo(check_corpus(spec.corpus, charts=spec.charts, seed=spec.seed), split=spec.split)
     elif isinstance(source, MdaceSource):
         from sclcoder.data.readers import read_mdace
 

@@ -77,13 +77,17 @@ def _cover(begin: int, end: int, evidence: Sequence[Evidence]) -> tuple[int, int
     return begin, end
 
 
-def _tidy(text: str, begin: int, end: int, evidence: Sequence[Evidence], snap: int = 40) -> tuple[int, int]:
+SNAP_CHARS = 40
+"""How far a span example's edge may move outward to reach whitespace (no half words at its ends)."""
+
+
+def _tidy(text: str, begin: int, end: int, evidence: Sequence[Evidence]) -> tuple[int, int]:
     """Snap edges outward to whitespace (no half words), strip outer whitespace, never cut a quote."""
-    for _ in range(snap):
+    for _ in range(SNAP_CHARS):
         if begin <= 0 or text[begin - 1].isspace():
             break
         begin -= 1
-    for _ in range(snap):
+    for _ in range(SNAP_CHARS):
         if end >= len(text) or text[end].isspace():
             break
         end += 1
@@ -116,8 +120,8 @@ def span_examples(
     doc: Document,
     *,
     tokenizer: Any,
-    context: Literal["tokens", "sentences"] = "tokens",
-    context_size: int = 32,
+    context: Literal["tokens", "sentences"],
+    context_size: int,
 ) -> list[Example]:
     """One example per evidence span not already inside an earlier window of the same note."""
     evidence = _usable_evidence(doc)

@@ -16,14 +16,14 @@ from typing import Any
 
 import yaml
 
+from sclcoder.artifacts import PROMPT_FILE
 from sclcoder.data.codes import CodeSystem
 from sclcoder.errors import SclError
 from sclcoder.files import reading, require_file, resource_path
 from sclcoder.recipe import DEFAULT_PROMPT
 from sclcoder.sft.answer import dump_answer
 
-PROMPT_FILE = "prompt.yaml"
-"""The exact template file, copied into every dataset and adapter: predict renders what training rendered."""
+__all__ = ["PROMPT_FILE", "PromptTemplate", "Renderer", "load_prompt"]
 
 
 @dataclass(frozen=True)

@@ -84,11 +84,11 @@ def _count_params(recipe: Recipe, config: Any) -> tuple[int, int]:
 
 
 def _dataset_numbers(recipe: Recipe) -> tuple[int | None, int | None, str | None]:
-    from sclcoder.artifacts import open_dataset
+    from sclcoder.artifacts import BUILD_FILE, open_dataset
     from sclcoder.sft.build import default_dataset_dir
 
     path = default_dataset_dir(recipe)
-    if not (path / "build.json").exists():
+    if not (path / BUILD_FILE).exists():
         return None, None, f"no dataset at {path} yet: examples, tokens and steps are known after `data build`"
     stats = open_dataset(path).stats
     return stats["train"]["examples"], stats["train"]["tokens"], None

@@ -10,44 +10,35 @@ answer only (prompt/completion data).
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import logging
-import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sclcoder import __version__
-from sclcoder.artifacts import (
-    ADAPTER_DIR,
-    ADAPTER_FORMAT,
-    METADATA,
-    AdapterRecord,
-    BuiltDataset,
-    PrecisionRecord,
-    open_dataset,
-    recipe_digest,
-)
+from sclcoder.artifacts import ADAPTER_DIR, BUILD_FILE, METADATA, Adapter, BuiltDataset, open_dataset
 from sclcoder.backbones import load_tokenizer, resolve_model
-from sclcoder.device import Precision, current_device, has_gpu, resolve_precision, weights_dtype
+from sclcoder.device import Precision, has_gpu, resolve_precision, weights_dtype
 from sclcoder.errors import SclError
-from sclcoder.files import atomic_dir, write_json_atomic
 from sclcoder.progress import interactive, say
 from sclcoder.recipe import Recipe, recipe_dict
 from sclcoder.sft.build import build_dataset, default_dataset_dir
-from sclcoder.sft.prompts import PROMPT_FILE
+from sclcoder.train.adapter import AdapterWriter
+from sclcoder.train.ranks import init_process_group, is_main_process, main_process_first
 
 log = logging.getLogger("sclcoder")
 
 
 @dataclass
 class TrainResult:
-    adapter_dir: Path
+    adapter: Adapter
     metrics: dict[str, Any]
+
+    @property
+    def adapter_dir(self) -> Path:
+        return self.adapter.path
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -103,58 +94,10 @@ def check_output_dir(recipe: Recipe, *, resume: bool, overwrite: bool) -> None:
             shutil.rmtree(item, ignore_errors=True)
 
 
-def is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
-
-
 def _dataset_matches(ds: BuiltDataset, recipe: Recipe) -> bool:
     built = ds.record.recipe
     now = recipe_dict(recipe)
     return built["data"] == now["data"] and built["windows"] == now["windows"] and built["model"] == now["model"]
-
-
-def init_process_group(recipe: Recipe) -> None:
-    """Several processes (torchrun, accelerate launch, the deepspeed launcher) on CPU: the process group must
-    exist on gloo before anything else asks for one. Under DeepSpeed, DeepSpeed must create it or ranks
-    disagree on the batch size; and Accelerate, asked first, would see one process per rank. On GPUs, and
-    for one process without DeepSpeed, the launchers and TRL set everything up themselves."""
-    if has_gpu():
-        return
-    if recipe.deepspeed and "RANK" not in os.environ:
-        # one process without a launcher: DeepSpeed would look for MPI to learn its rank; tell it instead
-        from sclcoder.endpoints import free_port
-
-        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1")
-        os.environ.setdefault("MASTER_PORT", str(free_port()))
-    elif int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return
-    if recipe.deepspeed:
-        import deepspeed
-
-        deepspeed.init_distributed(dist_backend="gloo")
-        return
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group("gloo")
-
-
-@contextlib.contextmanager
-def main_process_first() -> Iterator[None]:
-    """The main process runs the block first; the other ranks wait for it, then run it too."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
-        from accelerate import PartialState  # on GPUs it sets the process group up itself
-
-        with PartialState().main_process_first():
-            yield
-        return
-    if not is_main_process():
-        dist.barrier()
-    yield
-    if is_main_process():
-        dist.barrier()
 
 
 def ensure_dataset(recipe: Recipe) -> BuiltDataset:
@@ -164,7 +107,7 @@ def ensure_dataset(recipe: Recipe) -> BuiltDataset:
     path = default_dataset_dir(recipe)
     # The main process builds; the others wait, then read what it wrote.
     with main_process_first():
-        if (path / "build.json").exists():  # reuse a current build, rebuild a stale one
+        if (path / BUILD_FILE).exists():  # reuse a current build, rebuild a stale one
             ds = open_dataset(path)
             if _dataset_matches(ds, recipe):
                 return ds
@@ -348,7 +291,7 @@ def train(
     """Fine-tune the recipe's model on its dataset and save the adapter (see the module docstring).
 
     `callbacks` are TrainerCallbacks added to the trainer; one with a `bind(writer)` method is handed the
-    AdapterWriter, to save the adapter as it stands midway (sclcoder.selection scores it so)."""
+    AdapterWriter, to save the adapter as it stands midway (sclcoder.task_eval scores it so)."""
     check_output_dir(recipe, resume=resume, overwrite=overwrite)
     check_quantization(recipe)
     if recipe.train.torch_threads:
@@ -385,63 +328,4 @@ def train(
     if trainer.eval_dataset is not None and recipe.train.eval_strategy != "no":
         metrics.update(trainer.evaluate())
 
-    out = writer.write(adapter_dir(recipe), metrics)
-    return TrainResult(out, metrics)
-
-
-class AdapterWriter:
-    """Saves the adapter as it stands, with what predict and eval need to trust it, in one atomic step:
-    at the end of training, and midway for a callback that scores it."""
-
-    def __init__(self, trainer: Any, recipe: Recipe, dataset: BuiltDataset, precision: Precision) -> None:
-        self.trainer = trainer
-        self.recipe = recipe
-        self.dataset = dataset
-        self.precision = precision
-
-    def write(self, out: Path, metrics: dict[str, Any]) -> Path:
-        trainer = self.trainer
-        staging = out.parent / f".{out.name}-staging"
-        trainer.save_model(str(staging))  # every rank takes part: ZeRO-3 gathers the weights here
-        if trainer.is_world_process_zero():
-            with atomic_dir(out) as tmp:
-                for item in staging.iterdir():
-                    shutil.move(str(item), tmp / item.name)
-                trainer.processing_class.save_pretrained(tmp)
-                shutil.copyfile(self.dataset.path / PROMPT_FILE, tmp / PROMPT_FILE)
-                record = adapter_metadata(self.recipe, self.dataset, metrics, trainer, self.precision)
-                write_json_atomic(tmp / METADATA, record)
-            shutil.rmtree(staging, ignore_errors=True)
-        return out
-
-
-def adapter_metadata(
-    recipe: Recipe, dataset: BuiltDataset, metrics: dict[str, Any], trainer: Any, precision: Precision
-) -> dict[str, Any]:
-    """The adapter record (sclcoder.artifacts.AdapterRecord): validated here, so a bad field fails the run
-    that writes it, not the predict that reads it."""
-    history = [h for h in trainer.state.log_history if "loss" in h]
-    resolved = recipe_dict(recipe)
-    record = AdapterRecord(
-        format=ADAPTER_FORMAT,
-        sclcoder_version=__version__,
-        created=datetime.now(UTC).isoformat(timespec="seconds"),
-        base_model=recipe.model.model_name_or_path,
-        base_model_path=resolve_model(recipe.model.model_name_or_path),
-        prompt=dataset.record.prompt,
-        code_system=dataset.record.code_system,
-        windows=dataset.record.windows,
-        codes=dataset.record.codes,
-        dataset={"path": str(dataset.path), "stats": dataset.stats},
-        recipe=resolved,
-        recipe_sha256=recipe_digest(resolved),
-        precision=PrecisionRecord(**precision.as_dict(), device=current_device().name),
-        world_size=trainer.args.world_size,
-        train_examples=len(trainer.train_dataset),
-        metrics=metrics,
-        # tokens the optimizer saw through the last step, padding excluded (include_num_input_tokens_seen)
-        tokens_seen=int(trainer.state.num_input_tokens_seen),
-        **trainer.data_collator.stats(),
-        loss_history=[{"step": h["step"], "loss": h["loss"]} for h in history],
-    )
-    return record.model_dump(mode="json")
+    return TrainResult(writer.write(adapter_dir(recipe), metrics), metrics)

@@ -1,4 +1,4 @@
-"""The demo corpus's conditions: the table in `demo_conditions.yaml` (package data) loaded once and
+"""The demo corpus's conditions: the table in `conditions.yaml` (package data) loaded once and
 checked against its schema, with the prevalence order and the companions of each condition.
 
 The surface forms written in the table (clinical wording and shorthand) are widened with those the
@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sclcoder.data import codes
-from sclcoder.errors import SclError
+from sclcoder.errors import SclError, validation_error
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class Condition:
     group: str | None = None  # conditions of one group exclude each other
 
 
-CONDITIONS_FILE = "demo_conditions.yaml"
+CONDITIONS_FILE = "conditions.yaml"
 MAX_FORM_WORDS = 5  # longer titles ("... without current pathological fracture") are not what notes say
 
 
@@ -105,13 +105,11 @@ class _ConditionsFile(BaseModel):
 def load_conditions(text: str | None = None) -> tuple[tuple[Condition, ...], list[str], dict[str, str]]:
     """The conditions table, prevalence order and companions, checked: every code named in `prevalence` or
     `companions` must be a condition of the table, and no code may appear twice."""
-    text = text if text is not None else resources.files("sclcoder.data").joinpath(CONDITIONS_FILE).read_text("utf-8")
+    text = text if text is not None else resources.files("sclcoder.demo").joinpath(CONDITIONS_FILE).read_text("utf-8")
     try:
         spec = _ConditionsFile.model_validate(yaml.safe_load(text))
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(x) for x in err["loc"])
-        raise SclError(err["msg"], path=CONDITIONS_FILE, field=where) from None
+        raise validation_error(exc, path=CONDITIONS_FILE) from None
     conditions = tuple(
         Condition(**{k: tuple(v) if isinstance(v, list) else v for k, v in _widened(c).model_dump().items()})
         for c in spec.conditions

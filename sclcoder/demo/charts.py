@@ -1,9 +1,9 @@
 """The synthetic chart writer behind the demo corpus: one admission (sampled first, in
-sclcoder.data.patients) put into words as a discharge summary, section by section, with the offsets of
+sclcoder.demo.patients) put into words as a discharge summary, section by section, with the offsets of
 every annotated mention and every negated (uncoded) one.
 
 Every random draw happens in a fixed order from one `random.Random`, so a seed fixes the corpus byte for
-byte; a change to that order is a change of the corpus (bump `demo.GENERATOR_VERSION`).
+byte; a change to that order is a change of the corpus (bump `demo.corpus.GENERATOR_VERSION`).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import contextvars
 import random
 from dataclasses import dataclass
 
-from sclcoder.data.conditions import BY_CODE, Condition
-from sclcoder.data.patients import Patient, sample_patient
+from sclcoder.demo.conditions import BY_CODE, Condition
+from sclcoder.demo.patients import Patient, sample_patient
 
 
 class _Text:

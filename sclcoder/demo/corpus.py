@@ -1,4 +1,5 @@
-"""A synthetic discharge-summary corpus for the demo and the tests, written in MDACE layout.
+"""A synthetic discharge-summary corpus for the demo and the tests, written in MDACE layout (read back by
+sclcoder.data.corpus_folder, through the MDACE reader).
 
 The notes are made up from scratch (no MIMIC text): sections, history, hospital course, medications and
 discharge diagnoses, MIMIC-style de-identification brackets and abbreviations, and *negated or family*
@@ -18,7 +19,7 @@ findings) so that memorising a template is not enough.
 
 Two test splits: `test` holds out admissions but shares the surface forms of training (every condition is
 named from one list), and `test-unseen` (phrase-disjoint) names every condition only with forms no other
-split uses (`unseen_names` in demo_conditions.yaml), so that a model must code what it has not read
+split uses (`unseen_names` in conditions.yaml), so that a model must code what it has not read
 verbatim. demo.json records how many of its evidence strings occur in the training and validation notes:
 0 by construction, checked at generation.
 """
@@ -35,20 +36,25 @@ from typing import Any
 
 from sclcoder import defaults
 from sclcoder.data import codes as codes_mod
-from sclcoder.data.charts import write_chart
 from sclcoder.data.codes import CodeSystem
-from sclcoder.data.conditions import CONDITIONS_FILE, says
-from sclcoder.data.documents import Document
-from sclcoder.data.readers import DISCHARGE, ReadReport, read_mdace
+from sclcoder.data.corpus_folder import (
+    ANNOTATIONS,
+    MANIFEST,
+    NEGATED,
+    NOTEEVENTS,
+    SPLIT_FILE,
+    SPLITS,
+    UNSEEN_SPLIT,
+    read_manifest,
+)
+from sclcoder.demo.charts import write_chart
+from sclcoder.demo.conditions import CONDITIONS_FILE, says
 from sclcoder.errors import SclError
 from sclcoder.files import atomic_dir
-from sclcoder.recipe.schema import MdaceFilters
+from sclcoder.recipe import DemoSource, Recipe
 
-SPLITS = ("train", "val", "test", "test-unseen")
-UNSEEN_SPLIT = "test-unseen"
 UNSEEN_SHARE = 0.05  # of the corpus's admission count, written on top of it (train/val/test stay as they are)
 GENERATOR_VERSION = 4  # bump when the generator changes: corpora written by another version are rebuilt
-DEMO_ANNOTATIONS = Path("data/Inpatient/ICD-10/1.0")
 
 
 @dataclass
@@ -114,22 +120,22 @@ def generate_demo(
         raise SclError(f"unseen surface forms occur in training notes: {overlap['shared'][:5]}", path=CONDITIONS_FILE)
 
     with atomic_dir(out_dir) as tmp:
-        ann_dir = tmp / DEMO_ANNOTATIONS
+        ann_dir = tmp / ANNOTATIONS
         ann_dir.mkdir(parents=True)
         for chart in charts:
             (ann_dir / f"{chart['hadm_id']}-ICD-10.json").write_text(json.dumps(chart, indent=1), encoding="utf-8")
-        with open(tmp / "NOTEEVENTS.csv", "w", encoding="utf-8", newline="") as fh:
+        with open(tmp / NOTEEVENTS, "w", encoding="utf-8", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(
                 ["ROW_ID", "SUBJECT_ID", "HADM_ID", "CHARTDATE", "CATEGORY", "DESCRIPTION", "ISERROR", "TEXT"]
             )
             for nid, hadm_id, category, description, body in texts:
                 writer.writerow([nid, hadm_id - 200000, hadm_id, "", category, description, "", body])
-        with open(tmp / "negated_mentions.jsonl", "w", encoding="utf-8") as fh:
+        with open(tmp / NEGATED, "w", encoding="utf-8") as fh:
             fh.writelines(json.dumps(row) + "\n" for row in negations)
-        (tmp / "splits").mkdir()
+        (tmp / SPLIT_FILE).parent.mkdir()
         for name in SPLITS:
-            (tmp / "splits" / f"demo-{name}.csv").write_text(
+            (tmp / SPLIT_FILE.format(split=name)).write_text(
                 "".join(f"{h}\n" for h in sorted(split_ids[name])), encoding="utf-8"
             )
         manifest = {
@@ -138,7 +144,7 @@ def generate_demo(
             "seed": seed,
             "unseen_phrase_overlap": {k: overlap[k] for k in ("evidence_strings", "in_training_notes")},
         }
-        (tmp / "demo.json").write_text(json.dumps(manifest) + "\n", encoding="utf-8")
+        (tmp / MANIFEST).write_text(json.dumps(manifest) + "\n", encoding="utf-8")
         (tmp / "README.md").write_text(
             f"Synthetic sclcoder demo corpus (seed {seed}, {n_charts} admissions). Not patient data.\n"
             "Read it with the MDACE reader, e.g.\n\n"
@@ -172,34 +178,6 @@ def phrase_overlap(
     return {"evidence_strings": len(strings), "in_training_notes": len(shared), "shared": shared}
 
 
-def demo_paths(corpus: str | PathLike[str]) -> tuple[Path, Path, Path]:
-    """(annotation dir, NOTEEVENTS.csv, splits dir) of a generated demo corpus."""
-    root = Path(corpus)
-    return root / DEMO_ANNOTATIONS, root / "NOTEEVENTS.csv", root / "splits"
-
-
-def read_demo(
-    corpus: str | PathLike[str],
-    *,
-    split: str | None = None,
-    all_categories: bool = False,
-    report: ReadReport | None = None,
-) -> list[Document]:
-    """Documents of a generated demo corpus (one split, or all), via the MDACE reader."""
-    annotations, noteevents, splits = demo_paths(corpus)
-    if not annotations.is_dir() or not noteevents.is_file():
-        raise SclError("not a demo corpus (make one with `sclcoder data demo DIR`)", path=corpus)
-    if split is not None and split not in SPLITS:
-        raise SclError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}", field="split")
-    return read_mdace(
-        annotations,
-        noteevents,
-        split=splits / f"demo-{split}.csv" if split else None,
-        filters=MdaceFilters(categories=None if all_categories else [DISCHARGE], newlines="keep"),
-        report=report,
-    )
-
-
 def ensure_demo(
     corpus: str | PathLike[str], *, n_charts: int = defaults.DEMO_CHARTS, seed: int = defaults.DEMO_SEED
 ) -> Path:
@@ -210,19 +188,24 @@ def ensure_demo(
     """
     root = Path(corpus)
     want = {"generator_version": GENERATOR_VERSION, "charts": n_charts, "seed": seed}
-    try:
-        have = json.loads((root / "demo.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        have = None
-    if isinstance(have, dict) and {k: have.get(k) for k in want} == want:
+    have = read_manifest(root)
+    if have is not None and {k: have.get(k) for k in want} == want:
         return root
     if have and have.get("generator_version") == GENERATOR_VERSION:
         raise SclError(
             f"this demo corpus has {have.get('charts')} charts with seed {have.get('seed')}, the recipe asks for "
             f"{n_charts} with seed {seed}; point demo.corpus at another directory or delete this one",
-            path=root / "demo.json",
+            path=root / MANIFEST,
         )
-    if root.exists() and any(root.iterdir()) and not (root / "NOTEEVENTS.csv").is_file():
+    if root.exists() and any(root.iterdir()) and not (root / NOTEEVENTS).is_file():
         raise SclError("exists and is not a demo corpus; refusing to overwrite it", path=root)
     generate_demo(root, n_charts=n_charts, seed=seed)
     return root
+
+
+def ensure_sources(recipe: Recipe) -> None:
+    """Generate every demo corpus the recipe reads that is missing (or written by an older generator): the
+    entry points (`sclcoder train`, `data build`, the demo) call this before the stages read the corpus."""
+    for source in [*recipe.data.train, *recipe.data.validation]:
+        if isinstance(source, DemoSource):
+            ensure_demo(source.demo.corpus, n_charts=source.demo.charts, seed=source.demo.seed)

@@ -9,7 +9,7 @@ With `load_best_model_at_end` the adapter left in OUTPUT_DIR/adapter is the best
 `metric_for_best_model`, ties going to the earlier step. The scores of every step are kept in
 task-eval/history.json and in the adapter record, and a resumed run carries on with them.
 
-It composes training, inference and evaluation, so it sits above all three (as pipeline and cli do).
+It composes training, inference and evaluation, so it sits above all three (as the demo and the CLI do).
 """
 
 from __future__ import annotations
@@ -17,13 +17,12 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from transformers import TrainerCallback
 
-from sclcoder.artifacts import METADATA, Adapter, open_adapter
+from sclcoder.artifacts import METADATA, Adapter, AdapterRecord
 from sclcoder.backbones import resolve_model
 from sclcoder.errors import SclError
 from sclcoder.files import atomic_dir, parse_json, write_json_atomic
@@ -34,11 +33,8 @@ from sclcoder.train.trainer import TrainResult, check_output_dir, train
 if TYPE_CHECKING:
     from sclcoder.infer.engine import Engine, VllmEngine
 
-METRICS: dict[str, Callable[[dict[str, Any]], float]] = {
-    "codes_micro_f1": lambda r: r["codes"]["micro"]["f1"],
-    "codes_macro_f1": lambda r: r["codes"]["macro_over_gold_codes"]["f1"],
-    "evidence_token_f1": lambda r: r["evidence_mdace"]["token_position_independent"]["f1"],
-}
+METRICS = ("codes_micro_f1", "codes_macro_f1", "evidence_token_f1")
+"""What each scoring records, by the names of the EvalReport properties (task_eval.metric_for_best_model)."""
 WINDOWS_PER_BATCH = 16
 
 
@@ -57,6 +53,8 @@ class TaskEval(TrainerCallback):
         self.writer: Any = None
         self.vllm = engine
         self.owns_engine = engine is None  # an engine handed in serves other runs after this one
+        self.adapters: dict[int, Adapter] = {}
+        """The adapter saved at each scored step (of this process: a resumed run rescores none of the old)."""
         history_file = self.folder / "history.json"
         self.history: list[dict[str, Any]] = (
             parse_json(history_file.read_bytes(), path=history_file) if history_file.exists() else []
@@ -86,9 +84,9 @@ class TaskEval(TrainerCallback):
 
     def engine(self, adapter: Adapter, settings: PredictSection, model: Any, tokenizer: Any) -> Engine:
         """The decoder for this scoring, holding the weights of `model` as they stand."""
-        from sclcoder.infer.engine import base_engine
         from sclcoder.infer.local import TransformersEngine
         from sclcoder.infer.merge import merged_weights
+        from sclcoder.infer.settings import base_engine
 
         if self.recipe.task_eval.engine == "transformers":
             return TransformersEngine(model, tokenizer, batch_size=WINDOWS_PER_BATCH)
@@ -100,19 +98,18 @@ class TaskEval(TrainerCallback):
     def score(self, step: int, model: Any, tokenizer: Any) -> None:
         from sclcoder.eval.evaluate import evaluate
         from sclcoder.eval.gold import load_predictions
-        from sclcoder.infer.engine import predict_settings
         from sclcoder.infer.predict import predict
+        from sclcoder.infer.settings import predict_settings
 
         started = time.perf_counter()
-        adapter = self.writer.write(self.folder / f"step-{step}", {"step": step})
-        ad = open_adapter(adapter)
-        settings = predict_settings(ad)
+        adapter = self.adapters[step] = self.writer.write(self.folder / f"step-{step}", {"step": step})
+        settings = predict_settings(adapter)
         preds_path = self.folder / f"step-{step}.predictions.jsonl"
-        engine = self.engine(ad, settings, model, tokenizer)
+        engine = self.engine(adapter, settings, model, tokenizer)
         predict(self.notes, preds_path, adapter=adapter, settings=settings, engine=engine, overwrite=True)
         preds, info = load_predictions(preds_path, self.gold)
-        report = evaluate(self.gold, preds, info, seen_codes=set(ad.record.codes))
-        row = {"step": step, **{name: round(read(report), 4) for name, read in METRICS.items()}}
+        report = evaluate(self.gold, preds, info, seen_codes=set(adapter.record.codes))
+        row = {"step": step, **{name: round(getattr(report, name), 4) for name in METRICS}}
         # what the optimizer has seen so far (prompt + answer, padding excluded): the x-axis of learning curves
         row["tokens"] = int(self.writer.trainer.state.num_input_tokens_seen)
         row["seconds"] = round(time.perf_counter() - started, 1)
@@ -180,20 +177,30 @@ def train_and_select(
     result = train(recipe, resume=resume, overwrite=overwrite, callbacks=[callback])
     best, last = callback.best(), max(h["step"] for h in callback.history)
     chosen = best["step"] if best and recipe.task_eval.load_best_model_at_end else last
-    record = open_adapter(result.adapter_dir).record
+    record = result.adapter.record
     if chosen != last:
         with atomic_dir(result.adapter_dir) as tmp:  # the best step's adapter, under the run's metrics
             for item in (folder / f"step-{chosen}").iterdir():
                 shutil.copy2(item, tmp / item.name) if item.is_file() else shutil.copytree(item, tmp / item.name)
-            record = open_adapter(tmp).record.model_copy(update={"metrics": record.metrics})
-    task_eval = {"metric": callback.metric, "selected_step": chosen, "history": callback.history}
-    write_json_atomic(
-        result.adapter_dir / METADATA, record.model_copy(update={"task_eval": task_eval}).model_dump(mode="json")
-    )
+            record = _step_record(folder / f"step-{chosen}", callback).model_copy(update={"metrics": record.metrics})
+    record = record.model_copy(update={"task_eval": {"metric": callback.metric, "selected_step": chosen,
+                                                     "history": callback.history}})  # fmt: skip
+    write_json_atomic(result.adapter_dir / METADATA, record.model_dump(mode="json"))
     callback.prune(keep={chosen})
     if best:
         say(
             f"task eval: the adapter is step {chosen}'s ({callback.metric} {100 * best[callback.metric]:.1f} at "
             f"step {best['step']}; last step {last})"
         )
-    return TrainResult(result.adapter_dir, result.metrics)
+    return TrainResult(Adapter(result.adapter_dir, record), result.metrics)
+
+
+def _step_record(folder: Path, callback: TaskEval) -> AdapterRecord:
+    """The record of a step's adapter: kept in memory when this process scored it, else (a resumed run chose
+    a step scored before the restart) read from its folder."""
+    step = int(folder.name.removeprefix("step-"))
+    if step in callback.adapters:
+        return callback.adapters[step].record
+    from sclcoder.artifacts import read_adapter_record
+
+    return read_adapter_record(folder)

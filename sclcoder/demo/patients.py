@@ -1,9 +1,9 @@
 """The admission behind one demo chart: its conditions sampled by prevalence from the conditions table
-(sclcoder.data.conditions), its negated mentions, medications and lab values, drawn before any text is
-written so that the chart writer (sclcoder.data.charts) only has to put them into words.
+(sclcoder.demo.conditions), its negated mentions, medications and lab values, drawn before any text is
+written so that the chart writer (sclcoder.demo.charts) only has to put them into words.
 
 The draws happen in a fixed order from the writer's `random.Random`; changing that order changes the
-corpus byte for byte (bump `demo.GENERATOR_VERSION`).
+corpus byte for byte (bump `demo.corpus.GENERATOR_VERSION`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from sclcoder.data.conditions import BY_CODE, COMPANIONS, CONDITIONS, PREVALENCE, Condition
+from sclcoder.demo.conditions import BY_CODE, COMPANIONS, CONDITIONS, PREVALENCE, Condition
 
 _RANK = {code: i for i, code in enumerate(PREVALENCE)}
 _COMPANION_ONLY = set(COMPANIONS.values())

@@ -1,4 +1,4 @@
-"""Task metrics on the validation notes while training, and the adapter chosen by them (sclcoder.selection),
+"""Task metrics on the validation notes while training, and the adapter chosen by them (sclcoder.task_eval),
 with the real trainer (TRL + PEFT), vLLM and transformers' constrained decoding on a tiny random Llama."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from safetensors.torch import load_file
 from sclcoder.artifacts import open_adapter
 from sclcoder.backbones import resolve_model
 from sclcoder.errors import SclError
-from sclcoder.infer.engine import base_engine, engine_for, predict_settings
 from sclcoder.infer.predict import predict
+from sclcoder.infer.settings import base_engine, engine_for, predict_settings
 from sclcoder.recipe import load_recipe
-from sclcoder.selection import METRICS, train_and_select
+from sclcoder.task_eval import METRICS, train_and_select
 from tests.helpers import tiny_recipe
 
 
@@ -39,7 +39,7 @@ def test_the_adapter_kept_is_the_best_scored_step(tmp_path: Path, tiny_model: Pa
     try:
         result = train_and_select(recipe, overwrite=True, engine=shared)
         last_step = (folder / "step-2.predictions.jsonl").read_text().splitlines()
-        predict(folder / "validation-notes.jsonl", tmp_path / "shared.jsonl", adapter=result.adapter_dir, engine=shared)
+        predict(folder / "validation-notes.jsonl", tmp_path / "shared.jsonl", adapter=result.adapter, engine=shared)
         other = recipe.model_copy(deep=True)
         other.model.model_name_or_path = str(tmp_path)
         with pytest.raises(SclError, match="engine handed") as err:  # it cannot score another base model
@@ -77,7 +77,7 @@ def test_the_adapter_kept_is_the_best_scored_step(tmp_path: Path, tiny_model: Pa
     ad = open_adapter(step)
     engine = engine_for(ad, predict_settings(ad))
     try:
-        predict(folder / "validation-notes.jsonl", tmp_path / "again.jsonl", adapter=step, engine=engine)
+        predict(folder / "validation-notes.jsonl", tmp_path / "again.jsonl", adapter=ad, engine=engine)
     finally:
         engine.close()
     during = [json.loads(x) for x in (folder / f"step-{best['step']}.predictions.jsonl").read_text().splitlines()]
@@ -109,18 +109,19 @@ def test_task_eval_without_validation_notes_is_one_clear_error(
 def test_an_earlier_better_step_replaces_the_last_one(
     tmp_path: Path, tiny_model: Path, demo_corpus: Path, monkeypatch
 ) -> None:
-    import sclcoder.selection as selection
+    import sclcoder.task_eval as task_eval
+    from sclcoder.eval.report import EvalReport
 
     # the scores are made to fall with the steps, so that the swap to an earlier adapter must happen
-    monkeypatch.setitem(selection.METRICS, "codes_micro_f1", lambda report: 1.0 / (1 + len(selection_steps)))
-    selection_steps: list[int] = []
-    original = selection.TaskEval.score
+    monkeypatch.setattr(EvalReport, "codes_micro_f1", property(lambda report: 1.0 / (1 + len(scored_steps))))
+    scored_steps: list[int] = []
+    original = task_eval.TaskEval.score
 
     def score(self, step, model, tokenizer):  # type: ignore[no-untyped-def]
         original(self, step, model, tokenizer)
-        selection_steps.append(step)
+        scored_steps.append(step)
 
-    monkeypatch.setattr(selection.TaskEval, "score", score)
+    monkeypatch.setattr(task_eval.TaskEval, "score", score)
     path = tiny_recipe(tmp_path, tiny_model, demo_corpus, max_steps=2, save_steps=1)
     recipe = load_recipe(_with_task_eval(path, eval_steps=1, max_notes=1, engine="transformers"))
     result = train_and_select(recipe, overwrite=True)
