@@ -1,25 +1,32 @@
 """The inference path on CPU, side by side: `predict` on the same demo test notes with vLLM's weights in
 bfloat16 or float32, and its engine core in its own process (vLLM's default) or in ours (sclcoder's CPU
-default), on this CPU as it is and capped to AVX2. Each configuration runs in its own process (the caps and
-vLLM's multiprocessing switch act at start-up); the engine is started before the clock runs, so the rows
-compare decoding, not start-up. Uses the SCL adapter that bench_scl.py trains (merged, as predict does)."""
+default), on this CPU as it is and, on a CPU wider than AVX2, capped to AVX2. Each configuration runs in its
+own process (the caps and vLLM's multiprocessing switch act at start-up); the engine is started and warmed on
+another note before the clock runs, and each is timed REPEATS times on the same notes from a cold prefix
+cache, so the rows compare decoding, not start-up or caching. Uses the demo's adapter (merged, as predict
+does)."""
 
 from __future__ import annotations
 
+import statistics
 import sys
 from pathlib import Path
 
-from common import AVX2, RUNS, in_child, table
+from common import AVX2, DEMO_ADAPTER, DEMO_NOTES, RUNS, in_child, spread, table, wider_than_avx2
 
 from sclcoder.device import cpu_info
 
-NOTES = 3  # bf16 weights on AVX2 decode about one demo note a minute (make bench within its hour)
+NOTES = 2  # bf16 weights on AVX2 decode about one demo note a minute (make bench within its hour)
+REPEATS = 3
 SPLIT_NOTES = 3  # for the prefill/decode split: ~25 windows (make bench within its hour)
 HF_BATCH = 16  # windows per transformers forward or generate call
 
 
-def _probe(adapter: str, notes: str, dtype: str, out: str) -> dict[str, float]:
-    """Runs inside the child: start the engine, then time `predict` on the first NOTES notes."""
+def _probe(adapter: str, notes: str, dtype: str, out: str) -> dict[str, object]:
+    """Runs inside the child: start the engine, warm it on a note not timed, then time `predict` on the same
+    NOTES notes REPEATS times, each from an empty prefix cache."""
+    import json
+
     from sclcoder.artifacts import open_adapter
     from sclcoder.infer.predict import predict
     from sclcoder.infer.settings import engine_for, predict_settings
@@ -27,9 +34,22 @@ def _probe(adapter: str, notes: str, dtype: str, out: str) -> dict[str, float]:
     ad = open_adapter(adapter)
     settings = predict_settings(ad).model_copy(update={"dtype": dtype, "merge_adapter": "always"})
     engine = engine_for(ad, settings)
-    report = predict(notes, out, adapter=ad, settings=settings, engine=engine, overwrite=True, limit=NOTES)
-    valid = 1 - report.invalid_answers / max(1, report.windows)
-    return {"notes_per_s": report.notes_per_second, "tok_per_s": report.tokens_per_second, "valid": valid}
+    lines = open(notes, encoding="utf-8").read().splitlines()  # noqa: SIM115
+    timed, warm = f"{out}.notes.jsonl", f"{out}.warm.jsonl"
+    with open(timed, "w", encoding="utf-8") as fh:
+        fh.write("\n".join(lines[:NOTES]) + "\n")
+    with open(warm, "w", encoding="utf-8") as fh:
+        fh.write(lines[NOTES] + "\n")
+    predict(warm, f"{out}.warm-out.jsonl", adapter=ad, settings=settings, engine=engine, overwrite=True)
+    rates, tokens, valid = [], [], []
+    for _ in range(REPEATS):
+        engine.llm.reset_prefix_cache()
+        report = predict(timed, out, adapter=ad, settings=settings, engine=engine, overwrite=True)
+        rates.append(report.notes_per_second)
+        tokens.append(report.tokens_per_second)
+        valid.append(1 - report.invalid_answers / max(1, report.windows))
+    answers = [json.loads(x)["codes"] for x in open(out, encoding="utf-8").read().splitlines()]  # noqa: SIM115
+    return {"notes_per_s": rates, "tok_per_s": tokens, "valid": valid, "answers": answers}
 
 
 def _split_probe(adapter: str, notes: str) -> dict[str, float]:
@@ -73,34 +93,42 @@ def _split_probe(adapter: str, notes: str) -> dict[str, float]:
     # warm-up on other notes' windows (new shapes pay for oneDNN primitives once); vLLM's prefix cache is
     # emptied before each timed pass, or the second pass would find the first one's prompts cached
     engine.generate([Request(p, []) for p in others], schema=None, sampling=Sampling(4, 0.0, 1.0), lora_path=None)
-    engine.llm.reset_prefix_cache()
-    start = time.perf_counter()
-    engine.generate([Request(p, []) for p in prompts], schema=None, sampling=Sampling(1, 0.0, 1.0), lora_path=None)
-    prefill = time.perf_counter() - start
-    engine.llm.reset_prefix_cache()
     requests = [Request(p, [], answer_grammar(c, ad.record.codes)) for p, c in zip(prompts, chunks, strict=True)]
-    start = time.perf_counter()
-    gens = engine.generate(requests, schema=None, sampling=Sampling(settings.max_new_tokens, 0.0, 1.0), lora_path=None)
-    whole = time.perf_counter() - start
+    sampling = Sampling(settings.max_new_tokens, 0.0, 1.0)
+    prefill, whole = [], []
+    for _ in range(REPEATS):
+        engine.llm.reset_prefix_cache()
+        start = time.perf_counter()
+        engine.generate([Request(p, []) for p in prompts], schema=None, sampling=Sampling(1, 0.0, 1.0), lora_path=None)
+        prefill.append(time.perf_counter() - start)
+        engine.llm.reset_prefix_cache()
+        start = time.perf_counter()
+        gens = engine.generate(requests, schema=None, sampling=sampling, lora_path=None)
+        whole.append(time.perf_counter() - start)
     engine.close()
 
     dtype = {"bfloat16": torch.bfloat16, "float32": torch.float32}[resolve_precision(settings.dtype).dtype]
     model = AutoModelForCausalLM.from_pretrained(merged_model(ad), dtype=dtype).eval()
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    start = time.perf_counter()
-    with torch.inference_mode():
-        for i in range(0, len(prompts), HF_BATCH):
-            batch = prompts[i : i + HF_BATCH]
-            width = max(map(len, batch))
-            ids = torch.tensor([[pad] * (width - len(p)) + p for p in batch])  # left-padded, as generate does
-            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch])
-            model(input_ids=ids, attention_mask=mask, logits_to_keep=1)
-    hf_prefill = time.perf_counter() - start
+
+    def forward(batches: list[list[int]]) -> float:
+        start = time.perf_counter()
+        with torch.inference_mode():
+            for i in range(0, len(batches), HF_BATCH):
+                batch = batches[i : i + HF_BATCH]
+                width = max(map(len, batch))
+                ids = torch.tensor([[pad] * (width - len(p)) + p for p in batch])  # left-padded, as generate does
+                mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch])
+                model(input_ids=ids, attention_mask=mask, logits_to_keep=1)
+        return time.perf_counter() - start
+
+    forward(others)  # warmed on other windows, as vLLM was: neither engine is timed cold
+    hf_prefill = [forward(prompts) for _ in range(REPEATS)]
     from sclcoder.infer.local import TransformersEngine
 
     hf = TransformersEngine(model, tokenizer, batch_size=HF_BATCH)
     start = time.perf_counter()
-    hf_gens = hf.generate(requests, schema=None, sampling=Sampling(settings.max_new_tokens, 0.0, 1.0), lora_path=None)
+    hf_gens = hf.generate(requests, schema=None, sampling=sampling, lora_path=None)
     hf_whole = time.perf_counter() - start
     return {
         "hf_whole_s": hf_whole,
@@ -114,31 +142,37 @@ def _split_probe(adapter: str, notes: str) -> dict[str, float]:
     }
 
 
+def places() -> list[tuple[str, dict[str, str]]]:
+    """This CPU, and (on a CPU wider than AVX2) the same capped to AVX2."""
+    return [("this CPU", {})] + ([("capped to AVX2", AVX2)] if wider_than_avx2() else [])
+
+
 def split_rows(adapter: Path, notes: Path) -> list[list[object]]:
     rows = []
-    for where, env in (("this CPU", {}), ("capped to AVX2", AVX2)):
+    for where, env in places():
         args = ", ".join(repr(str(x.resolve())) for x in (adapter, notes))
         r = in_child(f"bench_inference._split_probe({args})", {**env, "VLLM_ENABLE_V1_MULTIPROCESSING": "0"})
-        flops = 2 * 106e6 * r["prompt_tokens"] / r["prefill_s"] / 1e9  # non-embedding weights of SmolLM2-135M
+        prefill, whole = statistics.mean(r["prefill_s"]), statistics.mean(r["whole_s"])
+        flops = 2 * 106e6 * r["prompt_tokens"] / prefill / 1e9  # non-embedding weights of SmolLM2-135M
         rows.append(
             [
                 where,
                 r["windows"],
                 f"{r['prompt_tokens'] / r['windows']:.0f} / {r['generated'] / r['windows']:.0f}",
-                f"{r['prefill_s']:.1f}",
-                f"{r['whole_s']:.1f}",
-                f"{100 * r['prefill_s'] / r['whole_s']:.0f}%",
+                spread(r["prefill_s"], 1),
+                spread(r["whole_s"], 1),
+                f"{100 * prefill / whole:.0f}%",
                 f"{flops:.0f}",
-                f"{r['hf_prefill_s']:.1f}",
-                f"{r['hf_whole_s']:.1f}",
-                f"**{r['hf_whole_s'] / r['whole_s']:.2f}x**",
+                spread(r["hf_prefill_s"], 1),
+                f"{r['hf_whole_s']:.1f} (n=1)",
+                f"**{r['hf_whole_s'] / whole:.2f}x**",
                 f"{100 * r['hf_same_answers']:.0f}%",
             ]
         )
     return rows
 
 
-def measure(dtype: str, in_process: bool, env: dict[str, str], adapter: Path, notes: Path) -> dict[str, float]:
+def measure(dtype: str, in_process: bool, env: dict[str, str], adapter: Path, notes: Path) -> dict[str, object]:
     out = RUNS / "inference" / f"{dtype}-{int(in_process)}-{len(env)}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
     args = ", ".join(repr(str(x)) for x in (adapter.resolve(), notes.resolve(), dtype, out.resolve()))
@@ -146,58 +180,65 @@ def measure(dtype: str, in_process: bool, env: dict[str, str], adapter: Path, no
     return in_child(f"bench_inference._probe({args})", {**env, **switch})
 
 
-def run(adapter_dir: Path = RUNS / "scl" / "run", notes: Path = RUNS / "scl" / "test-notes.jsonl") -> str:
+def run(adapter_dir: Path = DEMO_ADAPTER, notes: Path = DEMO_NOTES) -> str:
     here = "bfloat16" if cpu_info().native_bf16 else "float32"  # what `auto` serves on this CPU as it is
-    # on this CPU: `auto`'s dtype in both placements, and vLLM's own defaults (bf16, own process)
-    configs = [
-        ("this CPU", "bfloat16", False),
-        ("this CPU", here, False),
-        ("this CPU", here, True),
-        ("capped to AVX2", "bfloat16", False),
-        ("capped to AVX2", "float32", False),
-        ("capped to AVX2", "float32", True),
-    ]
+    # `auto`'s dtype in both placements, and vLLM's own defaults (bf16, own process)
+    configs = []
+    for where, env in places():
+        dtype = here if not env else "float32"
+        configs += [(where, "bfloat16", False, env), (where, dtype, False, env), (where, dtype, True, env)]
     results = {}
-    for where, dtype, in_process in dict.fromkeys(configs):  # on a bf16 CPU vLLM's default is `auto`'s dtype
-        env = AVX2 if where.startswith("capped") else {}
-        results[(where, dtype, in_process)] = measure(dtype, in_process, env, adapter_dir, notes)
+    for where, dtype, in_process, env in configs:
+        if (where, dtype, in_process) not in results:  # on a bf16 CPU vLLM's default is `auto`'s dtype
+            results[(where, dtype, in_process)] = measure(dtype, in_process, env, adapter_dir, notes)
     rows = [
         [
             where,
             dtype,
             "in process" if in_process else "own process",
-            f"{r['notes_per_s']:.2f}",
-            f"{r['tok_per_s']:.0f}",
-            f"{100 * r['valid']:.0f}%",
+            spread(r["notes_per_s"]),  # type: ignore[arg-type]
+            f"{statistics.mean(r['tok_per_s']):.0f}",  # type: ignore[arg-type]
+            f"{100 * min(r['valid']):.0f}%",  # type: ignore[arg-type]
         ]
         for (where, dtype, in_process), r in results.items()
     ]
+    same = all(r["answers"] == next(iter(results.values()))["answers"] for r in results.values())
 
     def ratio(a: tuple[str, str, bool], b: tuple[str, str, bool]) -> str:
-        return f"**{results[a]['notes_per_s'] / results[b]['notes_per_s']:.2f}x**"
+        rate = {k: statistics.mean(v["notes_per_s"]) for k, v in results.items()}  # type: ignore[arg-type]
+        return f"**{rate[a] / rate[b]:.2f}x**"
 
+    sentences = []
+    for where, env in places():
+        dtype = here if not env else "float32"
+        ours, vllms, own = (where, dtype, True), (where, "bfloat16", False), (where, dtype, False)
+        sentences.append(
+            f"{where}: sclcoder's CPU default (dtype `auto` = {dtype}, engine in process) / vLLM's own defaults "
+            f"(the model's bf16 weights, engine core in its own process) {ratio(ours, vllms)}; "
+            f"engine in process / own process at {dtype} {ratio(ours, own)}."
+        )
     split = split_rows(adapter_dir, notes)
     return "\n".join(
         [
             f"## Inference path on CPU: vLLM dtype and engine placement ({NOTES} demo test notes, 2 cores)",
             "",
-            f"CPU: {cpu_info().describe()}.",
+            f"CPU: {cpu_info().describe()}. Each row: one engine, warmed on another note, then `predict` on the same "
+            f"{NOTES} notes {REPEATS} times from an empty prefix cache (notes/s as mean ± sd). The rows wrote "
+            + ("the same codes for every note." if same else "different codes for some notes (bf16 rounding)."),
             "",
-            table(["CPU", "vLLM dtype", "engine core", "notes/s", "generated tok/s", "schema-valid"], rows),
+            table(
+                ["CPU", "vLLM dtype", "engine core", "notes/s", "generated tok/s", "schema-valid (worst pass)"], rows
+            ),
             "",
-            "sclcoder's CPU default (dtype `auto`, engine in process) against vLLM's own defaults (the model's "
-            "bf16 weights, engine core in its own process), notes/s: capped to AVX2 "
-            f"{ratio(('capped to AVX2', 'float32', True), ('capped to AVX2', 'bfloat16', False))}, "
-            f"this CPU {ratio(('this CPU', here, True), ('this CPU', 'bfloat16', False))}. "
-            "Engine in process / own process at the same dtype: AVX2 float32 "
-            f"{ratio(('capped to AVX2', 'float32', True), ('capped to AVX2', 'float32', False))}, "
-            f"this CPU {here} {ratio(('this CPU', here, True), ('this CPU', here, False))}.",
+            " ".join(sentences),
             "",
             f"Where predict's time goes, on the windows of {SPLIT_NOTES} demo test notes (dtype `auto`, engine in "
             "process, grounded decoding): vLLM with max_tokens=1 (prefill only) against the whole answer; "
             "transformers' forward over the same prompts (batches of 16, left-padded, logits of the last position "
             "only), and transformers' `generate` under the same xgrammar grammars (sclcoder/infer/local.py, "
-            "batches of 16 windows), with the share of windows where both engines wrote the same answer:",
+            f"batches of 16 windows), with the share of windows where both engines wrote the same answer. Both "
+            f"engines warmed on other windows first; vLLM and transformers' forward timed {REPEATS} times (mean ± "
+            "sd, vLLM from an empty prefix cache each time), transformers' generate once (it is the slow one):",
             "",
             table(
                 [

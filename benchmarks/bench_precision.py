@@ -1,14 +1,17 @@
 """One LoRA training step of the demo's model (SmolLM2-135M, LoRA r=16 on every linear layer, a fixed batch
 of 4 x 150 tokens, forward + backward + optimizer step) in float32 and under bf16 autocast, on this CPU as
-it is and capped to AVX2 (`ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2`). Each configuration runs in
-its own process, because the caps act only when torch starts. Reports seconds per step, tokens/s and the
-achieved FLOP/s against a nominal fp32 peak, and what `auto` precision chooses in each setting."""
+it is and capped to AVX2 (common.AVX2: torch, oneDNN and MKL capped). Each configuration runs in its own
+process, because the caps act only when torch starts. Reports the median step of five (with the fastest and
+slowest), tokens/s and the achieved FLOP/s against a nominal fp32 peak for the vector width the configuration
+may use, and what `auto` precision chooses in each setting. On an AVX2-only CPU the capped rows are skipped:
+they would measure the same thing again."""
 
 from __future__ import annotations
 
+import statistics
 import sys
 
-from common import AVX2, in_child, table
+from common import AVX2, in_child, spread, table, wider_than_avx2
 
 from sclcoder.device import cpu_info
 
@@ -45,7 +48,14 @@ def _probe(autocast: bool, steps: int, warmup: int) -> dict[str, float | str]:
     step = sorted(times)[len(times) // 2]
     # frozen weights: 2 flop/param/token forward and 2 more for the input gradients (no weight gradients)
     flops = 4 * frozen * BATCH * TOKENS
-    return {"step_s": step, "gflops": flops / step / 1e9, "auto": resolve_precision("auto").dtype}
+    return {
+        "step_s": step,
+        "min_s": min(times),
+        "max_s": max(times),
+        "steps": len(times),
+        "gflops": flops / step / 1e9,
+        "auto": resolve_precision("auto").dtype,
+    }
 
 
 def _head_probe(answer_only: bool, steps: int = 3, warmup: int = 1) -> float:
@@ -90,8 +100,9 @@ def measure(autocast: bool, env: dict[str, str]) -> dict[str, float | str]:
     return in_child(f"bench_precision._probe({autocast}, {steps}, {warmup})", env)
 
 
-def nominal_peak_gflops() -> float:
-    """2 cores x clock x 32 fp32 flop/cycle (two 256-bit FMA pipes): a rough ceiling, not a spec sheet."""
+def nominal_peak_gflops(capped: bool) -> float:
+    """cores x clock x fp32 flop/cycle: 32 with two 256-bit FMA pipes (AVX2, or an AVX-512 CPU capped to it),
+    64 with 512-bit ones: a rough ceiling, not a spec sheet."""
     mhz = 0.0
     with open("/proc/cpuinfo", encoding="utf-8") as fh:
         for line in fh:
@@ -99,63 +110,66 @@ def nominal_peak_gflops() -> float:
                 value = float(line.split(":")[1])
                 mhz = value if line.startswith("cpu MHz") else value / 2
                 break
-    return cpu_info().cores * mhz / 1000 * 32
+    per_cycle = 32 if capped or not wider_than_avx2() else 64
+    return cpu_info().cores * mhz / 1000 * per_cycle
 
 
 def run() -> str:
-    peak = nominal_peak_gflops()
+    places = [("this CPU", {})] + ([("capped to AVX2", AVX2)] if wider_than_avx2() else [])
     configs = [
-        ("this CPU, float32", False, {}),
-        ("this CPU, bf16 autocast", True, {}),
-        ("capped to AVX2, float32", False, AVX2),
-        ("capped to AVX2, bf16 autocast", True, AVX2),
+        (f"{where}, {kind}", autocast, env)
+        for where, env in places
+        for kind, autocast in (("float32", False), ("bf16 autocast", True))
     ]
     results = {name: measure(autocast, env) for name, autocast, env in configs}
     rows = [
         [
             name,
-            f"{r['step_s']:.2f}",
+            f"{r['step_s']:.2f} ({r['min_s']:.2f}-{r['max_s']:.2f}, n={r['steps']})",
             f"{BATCH * TOKENS / float(r['step_s']):.0f}",
             f"{float(r['gflops']):.0f}",
-            f"{100 * float(r['gflops']) / peak:.0f}%",
+            f"{100 * float(r['gflops']) / nominal_peak_gflops(bool(env)):.0f}%",
             r["auto"],
         ]
-        for name, r in results.items()
+        for (name, _, env), r in zip(configs, results.values(), strict=True)
     ]
 
-    def ratio(a: str, b: str) -> float:
-        return float(results[a]["step_s"]) / float(results[b]["step_s"])
+    def ratio(where: str) -> str:
+        bf16, fp32 = (float(results[f"{where}, {kind}"]["step_s"]) for kind in ("bf16 autocast", "float32"))
+        return f"{bf16 / fp32:.2f}x"
 
     heads = {
-        (where, answer_only): in_child(f"bench_precision._head_probe({answer_only})", env)
-        for where, env in (("this CPU", {}), ("capped to AVX2", AVX2))
+        (where, answer_only): [in_child(f"bench_precision._head_probe({answer_only})", env) for _ in range(3)]
+        for where, env in places
         for answer_only in (False, True)
     }
     head_rows = [
         [
             where,
-            f"{heads[(where, False)]:.2f}",
-            f"{heads[(where, True)]:.2f}",
-            f"**{heads[(where, False)] / heads[(where, True)]:.2f}x**",
+            spread(heads[(where, False)]),
+            spread(heads[(where, True)]),
+            f"**{statistics.mean(heads[(where, False)]) / statistics.mean(heads[(where, True)]):.2f}x**",
         ]
-        for where in ("this CPU", "capped to AVX2")
+        for where, _ in places
     ]
 
     return "\n".join(
         [
             f"## Precision: one LoRA step of SmolLM2-135M ({BATCH} x {TOKENS} tokens), float32 vs bf16 autocast",
             "",
-            f"CPU: {cpu_info().describe()}; nominal fp32 peak ~{peak:.0f} GFLOP/s (cores x clock x 32 flop/cycle).",
+            f"CPU: {cpu_info().describe()}; nominal fp32 peak: cores x clock x 32 flop/cycle (AVX2, or capped to "
+            "it), 64 on AVX-512. Each row: the median of 5 timed steps after 2 untimed ones (bf16 emulated on a "
+            "CPU without native bf16: 1 step, it takes minutes), its fastest and slowest in brackets."
+            + ("" if wider_than_avx2() else " This CPU has no AVX-512: it is the AVX2 case, no capped rows."),
             "",
             table(["setting", "s/step", "tokens/s", "GFLOP/s", "of peak", "`auto` picks"], rows),
             "",
-            f"bf16 / float32 step time: this CPU **{ratio('this CPU, bf16 autocast', 'this CPU, float32'):.2f}x**, "
-            f"capped to AVX2 **{ratio('capped to AVX2, bf16 autocast', 'capped to AVX2, float32'):.2f}x**.",
+            "bf16 / float32 step time: " + ", ".join(f"{where} **{ratio(where)}**" for where, _ in places) + ".",
             "",
             "The LM head in training: TRL's fused head (what SFTTrainer trains through) scores every position on "
             "CPUs and only the answer's on GPUs; sclcoder makes CPUs score only the answer (loss and gradients "
             f"unchanged, tests/test_train.py). One float32 LoRA step, {BATCH} x {TOKENS} tokens, the last 30% the "
-            "answer, seconds:",
+            "answer, seconds, mean ± sd of 3 child processes (the median of 3 steps after 1 untimed in each):",
             "",
             table(["CPU", "every position (TRL on CPU)", "answer only (sclcoder)", "speed-up"], head_rows),
         ]

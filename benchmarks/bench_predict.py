@@ -1,7 +1,7 @@
 """Decoding with and without the JSON-schema constraint, side by side in one vLLM engine, on the windows
 `predict` sends for the demo test notes: windows/s, generated tokens/s and the share of answers that are
 valid under the answer schema. Prompts are prefilled beforehand, so the rows compare decoding. Uses the
-SCL adapter trained by bench_scl.py (merged, as predict does on CPU)."""
+demo's adapter and test notes (merged, as predict does on CPU)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import RUNS, table
+from common import DEMO_ADAPTER, DEMO_NOTES, table
 
 from sclcoder.artifacts import open_adapter
 from sclcoder.data.documents import read_documents
@@ -21,7 +21,7 @@ from sclcoder.sft.answer import answer_schema, parse_answer
 from sclcoder.sft.prompts import Renderer
 
 
-def run(adapter_dir: Path = RUNS / "scl" / "run", notes: Path = RUNS / "scl" / "test-notes.jsonl") -> str:
+def run(adapter_dir: Path = DEMO_ADAPTER, notes: Path = DEMO_NOTES) -> str:
     from transformers import AutoTokenizer
 
     ad = open_adapter(adapter_dir)

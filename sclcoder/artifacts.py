@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from sclcoder import defaults
 from sclcoder.backbones import resolve_model
 from sclcoder.errors import SclError, validation_error
+from sclcoder.files import check_safetensors
 from sclcoder.recipe import WindowsSection
 
 DATASET_FORMAT = "sclcoder-sft/1"
@@ -206,6 +207,8 @@ def open_adapter(path: str | PathLike[str]) -> Adapter:
             "weights (a merged model)",
             path=p,
         )
+    for weights in p.glob("*.safetensors"):
+        check_safetensors(weights)
     missing = [name for name in (PROMPT_FILE,) if not (p / name).is_file()]
     if not any((p / name).is_file() for name in TOKENIZER_FILES):
         missing.append(" or ".join(TOKENIZER_FILES))

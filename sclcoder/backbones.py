@@ -84,7 +84,7 @@ def prepare_embedded(name: str, *, force: bool = False) -> Path:
     model.load_state_dict(loaded.state_dict())
     model = model.to(torch.bfloat16)
     del loaded
-    with atomic_dir(target) as tmp:
+    with atomic_dir(target, replace=True) as tmp:  # sclcoder's own cache
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         info = {"name": spec.name, "source": spec.source, "license": spec.license, "gguf": str(gguf)}

@@ -88,19 +88,46 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
 
+OWNED = ".sclcoder"
+"""The marker in every directory sclcoder writes as a whole: a directory without it is never replaced unless the
+user says so (it may hold their own files)."""
+
+
+def ours(path: str | os.PathLike[str]) -> bool:
+    """Whether a directory is one sclcoder wrote (or is empty, so nothing of anyone's is in it)."""
+    p = Path(path)
+    return not p.exists() or (p / OWNED).is_file() or (p.is_dir() and not any(p.iterdir()))
+
+
+def check_replaceable(path: str | os.PathLike[str], *, replace: bool, what: str = "directory") -> None:
+    """One error, before any work, when `path` holds files sclcoder did not write and `replace` was not given."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise SclError("is a file; give a directory path", path=p)
+    if not replace and not ours(p):
+        raise SclError(
+            f"exists and holds files sclcoder did not write; refusing to replace this {what}",
+            path=p,
+            hint="choose another directory, or pass --overwrite to replace it",
+        )
+
+
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_dir(path: str | os.PathLike[str], *, replace: bool = False, what: str = "directory") -> Iterator[Path]:
     """Build a directory under a temporary name; swap it in only when the block succeeds.
 
     An existing directory at `path` is replaced as a whole, so a reader never sees a mix of an old
-    and a new build, and a failed rebuild leaves the old one untouched.
+    and a new build, and a failed rebuild leaves the old one untouched. It must be one sclcoder wrote (it
+    carries the marker), unless `replace` says the caller checked it or the user asked for it.
     """
     target = Path(path)
+    check_replaceable(target, replace=replace, what=what)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
+        (tmp / OWNED).write_text("written by sclcoder; replaced as a whole when written again\n", encoding="utf-8")
         if target.exists():
             old = target.with_name(f".{target.name}.old-{os.getpid()}")
             os.replace(target, old)
@@ -219,6 +246,30 @@ class JsonlAppender:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def check_safetensors(path: str | os.PathLike[str]) -> None:
+    """A weights file that is whole: its header parses and every tensor it lists lies inside the file (a copy
+    cut short or a file of another kind fails here, in one line, not deep inside torch)."""
+    p = Path(path)
+    size = p.stat().st_size
+    problem = None
+    with open(p, "rb") as fh:
+        head = fh.read(8)
+        length = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if not 0 < length <= size - 8:
+            problem = "no safetensors header"
+        else:
+            try:
+                header = json.loads(fh.read(length))
+                end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+            except (ValueError, TypeError, KeyError, IndexError, RecursionError):
+                problem = "its safetensors header does not parse"
+            else:
+                if 8 + length + end > size:
+                    problem = f"holds {size} bytes, its header lists {8 + length + end}: the file is cut short"
+    if problem:
+        raise SclError(f"weights file is damaged ({problem})", path=p)
 
 
 def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:

@@ -24,6 +24,7 @@ from transformers import TrainerCallback
 
 from sclcoder.artifacts import METADATA, Adapter, AdapterRecord
 from sclcoder.backbones import resolve_model
+from sclcoder.data.documents import Document
 from sclcoder.errors import SclError
 from sclcoder.files import atomic_dir, parse_json, write_json_atomic
 from sclcoder.progress import say
@@ -45,11 +46,17 @@ def task_eval_dir(recipe: Recipe) -> Path:
 class TaskEval(TrainerCallback):
     """Scores the adapter on the validation notes every `eval_steps` steps and at the last step."""
 
-    def __init__(self, recipe: Recipe, notes: Path, gold: Any, engine: VllmEngine | None = None) -> None:
+    def __init__(
+        self, recipe: Recipe, docs: list[Document], engine: VllmEngine | None = None, *, resume: bool = False
+    ) -> None:
+        from sclcoder.eval.gold import gold_documents
+
         self.recipe = recipe
-        self.notes = notes
-        self.gold = gold
+        self.docs = docs
+        self.gold = gold_documents(docs, "validation", notes=len(docs))
         self.folder = task_eval_dir(recipe)
+        self.notes = self.folder / "validation-notes.jsonl"
+        self.resume = resume
         self.writer: Any = None
         self.vllm = engine
         self.owns_engine = engine is None  # an engine handed in serves other runs after this one
@@ -57,11 +64,20 @@ class TaskEval(TrainerCallback):
         """The adapter saved at each scored step (of this process: a resumed run rescores none of the old)."""
         history_file = self.folder / "history.json"
         self.history: list[dict[str, Any]] = (
-            parse_json(history_file.read_bytes(), path=history_file) if history_file.exists() else []
+            parse_json(history_file.read_bytes(), path=history_file) if resume and history_file.exists() else []
         )
 
     def bind(self, writer: Any) -> None:
         self.writer = writer
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        # only now, with the new run's data read and its trainer built, do an earlier run's scores go
+        from sclcoder.data.documents import write_documents
+
+        if not self.resume:
+            shutil.rmtree(self.folder, ignore_errors=True)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        write_documents(self.notes, self.docs)
 
     @property
     def metric(self) -> str:
@@ -131,20 +147,15 @@ class TaskEval(TrainerCallback):
                 shutil.rmtree(self.folder / f"step-{h['step']}", ignore_errors=True)
 
 
-def validation_notes(recipe: Recipe, folder: Path) -> tuple[Path, Any]:
-    """The validation notes scored at each step (the first task_eval.max_notes), as notes JSONL and gold."""
-    from sclcoder.data.documents import write_documents
-    from sclcoder.eval.gold import gold_documents
+def validation_notes(recipe: Recipe) -> list[Document]:
+    """The validation notes scored at each step (the first task_eval.max_notes)."""
     from sclcoder.sft.build import load_notes
 
     _, docs = load_notes(recipe.data)
     docs = docs[: recipe.task_eval.max_notes]
     if not docs:
         raise SclError("task_eval needs validation notes; the recipe has none", field="task_eval.eval_steps")
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "validation-notes.jsonl"
-    write_documents(path, docs)
-    return path, gold_documents(docs, "validation", notes=len(docs))
+    return docs
 
 
 def train_and_select(
@@ -170,16 +181,13 @@ def train_and_select(
         )
     check_output_dir(recipe, resume=resume, overwrite=overwrite)  # before anything of an earlier run goes
     folder = task_eval_dir(recipe)
-    if not resume:
-        shutil.rmtree(folder, ignore_errors=True)  # scores of an earlier run do not belong to this one
-    notes, gold = validation_notes(recipe, folder)
-    callback = TaskEval(recipe, notes, gold, engine)
+    callback = TaskEval(recipe, validation_notes(recipe), engine, resume=resume)
     result = train(recipe, resume=resume, overwrite=overwrite, callbacks=[callback])
     best, last = callback.best(), max(h["step"] for h in callback.history)
     chosen = best["step"] if best and recipe.task_eval.load_best_model_at_end else last
     record = result.adapter.record
     if chosen != last:
-        with atomic_dir(result.adapter_dir) as tmp:  # the best step's adapter, under the run's metrics
+        with atomic_dir(result.adapter_dir, replace=True) as tmp:  # the best step's adapter, under the run's metrics
             for item in (folder / f"step-{chosen}").iterdir():
                 shutil.copy2(item, tmp / item.name) if item.is_file() else shutil.copytree(item, tmp / item.name)
             record = _step_record(folder / f"step-{chosen}", callback).model_copy(update={"metrics": record.metrics})

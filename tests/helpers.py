@@ -82,3 +82,65 @@ def tiny_recipe(tmp_path: Path, tiny_model: Path, demo_corpus: Path, name: str =
     out = tmp_path / f"{name}.yaml"
     out.write_text(yaml.safe_dump(recipe))
     return out
+
+
+class ScriptedTeacher:
+    """A teacher LLM on loopback that answers like a good one would: an OpenAI-compatible server (the edge
+    sclcoder talks to) whose answers are written by the test. `answer(schema_name, messages)` gives the JSON
+    object for a request; every request is kept in `requests`."""
+
+    def __init__(self, answer) -> None:  # type: ignore[no-untyped-def]
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        teacher = self
+        self.requests: list[dict] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _send(self, body: dict) -> None:
+                import json
+
+                data = json.dumps(body).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                self._send({"object": "list", "data": [{"id": "teacher", "object": "model", "owned_by": "test"}]})
+
+            def do_POST(self) -> None:
+                import json
+
+                request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                teacher.requests.append(request)
+                name = request["response_format"]["json_schema"]["name"]
+                content = json.dumps(answer(name, request["messages"]))
+                self._send(
+                    {
+                        "id": "x",
+                        "object": "chat.completion",
+                        "created": 0,
+                        "model": "teacher",
+                        "choices": [
+                            {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+                        ],
+                        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                    }
+                )
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> ScriptedTeacher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()

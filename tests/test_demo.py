@@ -142,7 +142,7 @@ def test_ensure_demo_generates_once_and_never_overwrites_a_different_corpus(tmp_
     assert len(read_demo(root)) == 12 + 1  # and one phrase-disjoint admission
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
-    with pytest.raises(SclError, match="not a demo corpus"):
+    with pytest.raises(SclError, match="holds files sclcoder did not write"):
         ensure_demo(tmp_path / "mine")
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 

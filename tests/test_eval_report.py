@@ -63,15 +63,17 @@ def test_eval_demo_perfect_and_imperfect(tmp_path: Path, demo_corpus: Path) -> N
     assert (
         csv_lines[0].startswith("code,description,support") and len(csv_lines) == 1 + report["gold"]["distinct_codes"]
     )
-    # the phrase-disjoint split is its own gold: the seen split's perfect answers score nothing there
+    # the phrase-disjoint split is its own gold: the seen split's answers are refused there, its own score
     unseen = read_demo(demo_corpus, split="test-unseen")
-    for preds, expected in ((perfect, 0.0), (_perfect_predictions(unseen, tmp_path / "u.jsonl"), 1.0)):
-        args = ["eval", "--benchmark", "demo", "--corpus", str(demo_corpus), "--demo-split", "test-unseen"]
-        result = runner.invoke(app, [*args, "--predictions", str(preds), "-o", str(tmp_path / "eval-u")])
-        assert result.exit_code == 0, result.output
-        report = json.loads((tmp_path / "eval-u" / "report.json").read_text())
-        assert report["settings"]["split"] == "test-unseen" and report["gold"]["notes"] == len(unseen)
-        assert report["codes"]["micro"]["f1"] == expected
+    args = ["eval", "--benchmark", "demo", "--corpus", str(demo_corpus), "--demo-split", "test-unseen"]
+    result = runner.invoke(app, [*args, "--predictions", str(perfect), "-o", str(tmp_path / "eval-u")])
+    assert result.exit_code == 2 and f"none of its {len(docs)} notes is in the gold standard" in result.output
+    own = _perfect_predictions(unseen, tmp_path / "u.jsonl")
+    result = runner.invoke(app, [*args, "--predictions", str(own), "-o", str(tmp_path / "eval-u")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "eval-u" / "report.json").read_text())
+    assert report["settings"]["split"] == "test-unseen" and report["gold"]["notes"] == len(unseen)
+    assert report["codes"]["micro"]["f1"] == 1.0
     # leave one frequent code out: its support becomes false negatives, nothing else moves
     worst = max({c for d in docs for c in d.codes}, key=lambda c: sum(c in d.codes for d in docs))
     _perfect_predictions(docs, tmp_path / "q.jsonl", drop_code=worst)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import itertools
 import json
 from pathlib import Path
 
@@ -168,21 +170,51 @@ def test_a_known_perturbation_gives_a_known_count(mdace_gold) -> None:
     assert (m["fp"], m["fn"]) == (0, len({(e.begin, e.end) for e in spans}))
 
 
-def test_authors_baselines_score_end_to_end(mdace_dir, mdace_notes) -> None:
-    noteevents, _ = mdace_notes
+def _span_counts(mdace_dir: Path, noteevents: Path, sub: str, filters: MdaceFilters) -> tuple[int, int]:
+    gold = gold_mdace(MdaceLocation(mdace_dir, noteevents, icd=9), filters)
+    preds, info = predictions_mdace_dir(mdace_dir / "predictions" / sub, gold)
+    m = evaluate(gold, preds, info).evidence_mdace.span_exact
+    return m.predicted, m.actual
+
+
+def test_authors_baselines_score_end_to_end(tmp_path: Path, mdace_dir, mdace_notes) -> None:
+    noteevents, texts = mdace_notes
+    # the settings of the authors' README commands: discharge summaries with --trim-annotations; all codeable
+    # notes with --merge-adjacent too. Their results/*.md publish 1636/645, 1085/645 and 1144/742 spans.
+    discharge = MdaceFilters(categories=["Discharge summary"], trim=True, newlines="keep")
+    codeable = MdaceFilters(categories=MDACE_CODEABLE, trim=True, merge_adjacent=True, newlines="keep")
     cases = [
-        ("supervised_attn/Inpatient/ICD-9/Discharge", False, 1636, 645),
-        ("unsupervised_attn/Inpatient/ICD-9/Discharge", False, 1085, 645),
-        ("supervised_attn/Inpatient/ICD-9/Codeable", True, 1144, 744),
+        ("supervised_attn/Inpatient/ICD-9/Discharge", discharge, (1636, 645)),
+        ("unsupervised_attn/Inpatient/ICD-9/Discharge", discharge, (1085, 645)),
+        # 744 gold spans before the merge; two same-code spans that overlap merge whatever the text (743). The
+        # published 742 merges one more pair: three same-code pairs of this split are 1, 4 and 7 characters
+        # apart, and whether punctuation and spaces alone separate them is in the real note text, which never
+        # ships (the generated text puts letters there). So 743 here, and see below for the other end.
+        ("supervised_attn/Inpatient/ICD-9/Codeable", codeable, (1144, 743)),
     ]
-    for sub, codeable, n_pred, n_act in cases:
-        filters = MdaceFilters(categories=MDACE_CODEABLE if codeable else ["Discharge summary"], newlines="keep")
-        gold = gold_mdace(MdaceLocation(mdace_dir, noteevents, icd=9), filters)
-        preds, info = predictions_mdace_dir(mdace_dir / "predictions" / sub, gold)
-        m = evaluate(gold, preds, info).model_dump()["evidence_mdace"]["span_exact"]
-        # the counts the MDACE authors published for these predictions (their results/*.md); TP and the
-        # other metrics depend on the real note text, which never ships
-        assert (m["predicted"], m["actual"]) == (n_pred, n_act), sub
+    for sub, filters, published in cases:
+        assert _span_counts(mdace_dir, noteevents, sub, filters) == published, sub
+    no_merge = codeable.model_copy(update={"merge_adjacent": False})
+    assert _span_counts(mdace_dir, noteevents, cases[2][0], no_merge) == (1144, 744)
+    # the same notes with spaces in those three gaps: every pair merges, 744 - 1 - 3 = 740 (742 lies between)
+    gold = gold_mdace(MdaceLocation(mdace_dir, noteevents, icd=9), no_merge)
+    spaced = dict(texts)
+    gaps = 0
+    for doc in gold.docs:
+        for spans in doc.evidence_by_code().values():
+            ordered = sorted(spans)
+            for a, b in itertools.pairwise(ordered):
+                if 0 < b.begin - a.end <= 10:
+                    note = int(doc.id)
+                    spaced[note] = spaced[note][: a.end] + " " * (b.begin - a.end) + spaced[note][b.begin :]
+                    gaps += 1
+    assert gaps == 3
+    csv_path = tmp_path / "NOTEEVENTS.csv"
+    with open(csv_path, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["ROW_ID", "TEXT"])
+        writer.writerows(spaced.items())
+    assert _span_counts(mdace_dir, csv_path, cases[2][0], codeable) == (1144, 740)
 
 
 def test_both_prediction_formats_give_identical_numbers(tmp_path: Path, mdace_dir, mdace_notes) -> None:

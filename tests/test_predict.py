@@ -125,15 +125,15 @@ def test_predict_writes_one_schema_valid_line_per_note(tmp_path, demo_corpus, ti
     for row in rows:
         jsonschema.validate(row, LINE_SCHEMA)
         assert row["engine"] == "lora" and row["prompt_version"] == "evidence-coding@2"
-        text = next(json.loads(x)["text"] for x in notes.read_text().splitlines() if json.loads(x)["id"] == row["id"])
         assert row["grounding"] == "substring"  # the default: quotes and codes constrained per window
-        for code in row["codes"]:
-            assert code["valid"] and code["code"] in open_adapter(tiny_adapter).record.codes
-            for ev in code["evidence"]:
-                assert ev["match"] == "exact"  # verbatim by construction, nothing to repair
-                assert text[ev["begin"] : ev["end"]] == ev["text"]
-    assert report.written == 6 and report.windows == sum(len(r["windows"]) for r in rows)
-    assert sum(report.quotes.values()) == report.quotes.get("exact", 0)
+        # the tiny random model rambles until it is cut: every window says so, and the line counts the tokens
+        # the engine wrote (the codes and quotes of finished answers are checked in the tests of note_line)
+        assert [e for e in row["errors"] if "answer cut at max_new_tokens (160 tokens)" in e] == [
+            f"window {i}: answer cut at max_new_tokens (160 tokens)" for i in range(len(row["windows"]))
+        ]
+        assert row["usage"]["completion_tokens"] == 160 * len(row["windows"]) and row["usage"]["prompt_tokens"] > 0
+    assert report.written == 6 and report.windows == sum(len(r["windows"]) for r in rows) > 6
+    assert report.completion_tokens == 160 * report.windows
 
 
 @pytest.mark.engine
@@ -163,7 +163,7 @@ def test_the_engine_writes_only_quotes_of_the_window_and_allowed_codes(demo_corp
 
 
 @pytest.mark.engine
-def test_a_long_note_is_split_and_its_codes_unioned(tmp_path, demo_corpus, tiny_adapter, vllm_engine) -> None:
+def test_a_long_note_is_split_into_overlapping_windows(tmp_path, demo_corpus, tiny_adapter, vllm_engine) -> None:
     docs = read_demo(demo_corpus, split="test")
     long_text = "\n\n".join(d.text for d in docs[:3])  # far above the adapter's 256-token windows
     (tmp_path / "long.jsonl").write_text(json.dumps({"id": "long", "text": long_text}) + "\n")
@@ -179,8 +179,8 @@ def test_a_long_note_is_split_and_its_codes_unioned(tmp_path, demo_corpus, tiny_
     assert len(windows) >= 4
     assert windows[0]["begin"] == 0 and windows[-1]["end"] == len(long_text)
     assert all(a["begin"] < b["begin"] < a["end"] for a, b in itertools.pairwise(windows))  # overlap
-    union = {c for w in windows for c in w["codes"]}
-    assert {c["code"] for c in row["codes"]} == union
+    # every window was decoded (how their codes are unioned: test_merge_unions_windows_and_aligns_quotes_...)
+    assert row["usage"]["completion_tokens"] >= len(windows) and len(row["errors"]) >= len(windows)
 
 
 @pytest.mark.engine
@@ -206,8 +206,18 @@ def test_endpoint_gives_the_same_answers(tmp_path, demo_corpus, tiny_adapter, vl
     served = [{k: r[k] for k in keep} for r in _rows(tmp_path / "remote.jsonl")]
     assert local == served  # the per-window grammar travels to the server too
     assert {r["engine"] for r in _rows(tmp_path / "remote.jsonl")} == {"endpoint"}
-    quotes = [ev for r in served for c in r["codes"] for ev in c["evidence"]]
-    assert all(ev["match"] == "exact" for ev in quotes)
+    # the answers themselves, word for word: the lines alone could agree by both being empty
+    from sclcoder.data.documents import read_notes
+    from sclcoder.errors import Skips
+    from sclcoder.infer.coder import NoteCoder
+
+    coder = NoteCoder(open_adapter(tiny_adapter), SETTINGS)
+    requests = [coder.request(n, w) for n in read_notes(notes, Skips()) for w in coder.windows(n)]
+    sampling = Sampling(SETTINGS.max_new_tokens, 0.0, 1.0)
+    here = vllm_engine.generate(requests, schema=None, sampling=sampling, lora_path=str(tiny_adapter))
+    there = remote.generate(requests, schema=None, sampling=sampling, lora_path=None)
+    assert [g.text for g in here] == [g.text for g in there]
+    assert all(len(g.text) > 100 and g.text.startswith('{"codes":[{"evidence":["') for g in here)
 
 
 # ------------------------------------------------------------------------------------- resumable output

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -116,6 +117,54 @@ def test_rationales_from_a_live_server(tmp_path, tiny_model, demo_corpus, vllm_s
         build_dataset(recipe, tmp_path / "ds")
     cached = [json.loads(p.read_text()) for p in (tmp_path / "cache").rglob("*.json")]
     assert len(cached) == 3 and all("Discharge note" in c["request"][1]["content"] for c in cached)
+
+
+def _good_teacher(name: str, messages: list[dict]) -> dict:
+    """What a capable teacher answers: for each code an excerpt whose evidence it contains, and one whose
+    evidence it does not (to be filtered out); for a note, quotes of it for its codes, and one that is not."""
+    if name == "snippets":
+        code = re.search(r"the ICD-10-CM code (\S+) ", messages[-1]["content"]).group(1)  # type: ignore[union-attr]
+        return {
+            "snippets": [
+                {"text": f"Assessment: condition {code} confirmed on imaging today.", "evidence": f"condition {code}"},
+                {"text": "Patient resting comfortably, no acute events.", "evidence": "myocardial infarction"},
+            ]
+        }
+    return {"evidence": [{"code": "I10", "quotes": ["HTN"]}, {"code": "E11.9", "quotes": ["T2DM", "gout"]}]}
+
+
+def test_a_teacher_that_answers_well_widens_the_data(tmp_path, tiny_model, demo_corpus) -> None:
+    from datasets import load_from_disk
+
+    from tests.helpers import ScriptedTeacher
+
+    with ScriptedTeacher(_good_teacher) as teacher:
+        path = _teacher_recipe(tmp_path, tiny_model, demo_corpus, teacher.base_url)
+        stats = build_dataset(load_recipe(path), tmp_path / "ds").stats["synthesis"]
+    assert len(teacher.requests) == 2 and stats["targets"] == ["G43.909", "I21.9"]
+    # one excerpt of each answer kept, the other refused because its evidence is not in it
+    assert stats["teacher"]["skipped"] == {"evidence not found in its snippet": 2}
+    assert stats["by_origin"] == {"teacher": 2}
+    rows = load_from_disk(str(tmp_path / "ds" / "hf"))["train"]
+    synthetic = {r["text"]: r["completion"] for r in rows if r["kind"] == "synthetic"}
+    for code in ("G43.909", "I21.9"):
+        text = f"Assessment: condition {code} confirmed on imaging today."
+        assert text in synthetic and f'"evidence":["condition {code}"],"code":"{code}"' in synthetic[text]
+
+    notes = tmp_path / "mimic4.jsonl"  # codes, no evidence: the teacher's quotes become it
+    notes.write_text(json.dumps({"id": "m1", "text": "PMH: HTN, T2DM. Seen today.", "codes": ["I10", "E11.9"]}) + "\n")
+    with ScriptedTeacher(_good_teacher) as teacher:
+        (tmp_path / "r").mkdir()
+        path = _teacher_recipe(
+            tmp_path / "r", tiny_model, demo_corpus, teacher.base_url, rationales=True, codes=[], rare_threshold=0
+        )
+        sets = [f"data.train=[{notes}]", "data.validation=[]", "data.span={fraction: 1.0, negative_rate: 0.0}"]
+        stats = build_dataset(load_recipe(path, sets), tmp_path / "ds2").stats
+    rows = load_from_disk(str(tmp_path / "ds2" / "hf"))["train"]
+    answers = [json.loads(r["completion"].split("<")[0]) for r in rows if r["kind"] == "span"]
+    quoted = {(c["code"], q) for a in answers for c in a["codes"] for q in c["evidence"]}
+    assert {("I10", "HTN"), ("E11.9", "T2DM")} <= quoted and not any(q == "gout" for _, q in quoted)
+    assert stats["synthesis"]["teacher"]["requests_sent"] == 1
 
 
 def test_endpoint_down_is_one_clear_error(tmp_path, tiny_model, demo_corpus) -> None:

@@ -225,6 +225,21 @@ def test_two_ranks_zero3_killed_under_torchrun_resumed_under_accelerate(
     weights = load_file(open_adapter(out).path / "adapter_model.safetensors")
     a = [t for k, t in weights.items() if "lora_A" in k]
     assert a and all(t.shape[0] == 8 and t.shape[1] in (256, 512) for t in a)  # hidden or intermediate size
+    # and ZeRO-3 did partition: each rank kept the fp32 master copy of half the trainable parameters (plain
+    # data parallelism would keep all of them on both ranks), and the checkpoint names stage 3
+    import torch
+
+    trainable = sum(t.numel() for t in weights.values())
+    shards = []
+    for rank in (0, 1):
+        state = torch.load(
+            out / "checkpoint-4" / "global_step4" / f"zero_pp_rank_{rank}_mp_rank_00_optim_states.pt",
+            map_location="cpu",
+            weights_only=False,
+        )["optimizer_state_dict"]
+        assert int(state["zero_stage"]) == 3 and state["partition_count"] == 2
+        shards.append(sum(t.numel() for t in state["fp32_flat_groups"]))
+    assert shards[0] == shards[1] and trainable <= sum(shards) < trainable + 2 * 64, (shards, trainable)
 
 
 def test_one_process_under_deepspeed_without_a_launcher(tmp_path: Path, tiny_model: Path, demo_corpus: Path) -> None:

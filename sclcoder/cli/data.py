@@ -34,15 +34,18 @@ data_app.add_typer(convert_app, name="convert")
 
 @data_app.command("demo")
 def data_demo(
-    out: Annotated[Path, typer.Argument(help="Directory to write the corpus to (replaced if it exists).")],
+    out: Annotated[Path, typer.Argument(help="Directory to write the corpus to (an earlier corpus is replaced).")],
     charts: Annotated[int, typer.Option(min=10, help="Number of admissions.")] = defaults.DEMO_CHARTS,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same corpus.")] = defaults.DEMO_SEED,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace a directory that holds anything else (its files are lost).")
+    ] = False,
 ) -> None:
     """Generate the synthetic demo corpus (MDACE layout: annotations, NOTEEVENTS.csv, splits)."""
     from sclcoder.demo.corpus import generate_demo
     from sclcoder.progress import console
 
-    summary = generate_demo(out, n_charts=charts, seed=seed)
+    summary = generate_demo(out, n_charts=charts, seed=seed, replace=overwrite)
     console.print(
         f"wrote {summary.charts} admissions, {summary.notes} notes, {summary.spans} evidence spans over "
         f"{summary.codes} ICD-10-CM codes to [bold]{out}[/] (splits: "

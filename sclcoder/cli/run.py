@@ -45,7 +45,8 @@ def model_merge(
     ad = open_adapter(adapter or latest_adapter())
     target = output or ad.path.parent / "merged"
     check_writable(target, kind="dir", overwrite=overwrite)
-    console.print(f"merged model written to [bold]{merge_adapter(ad, target)}[/] (vllm serve {target})")
+    written = merge_adapter(ad, target, replace=overwrite)
+    console.print(f"merged model written to [bold]{written}[/] (vllm serve {target})")
 
 
 @app.command("train")
@@ -57,7 +58,7 @@ def train_cmd(
         bool, typer.Option(help="Validate and print the plan (parameters, tokens, steps, memory); no weights.")
     ] = False,
     devices: Annotated[
-        int | None, typer.Option(help="Devices to plan for with --dry-run (default: WORLD_SIZE).")
+        int | None, typer.Option(min=1, help="Devices to plan for with --dry-run (default: WORLD_SIZE).")
     ] = None,
     for_device: Annotated[
         str, typer.Option(help="Device kind --dry-run plans precision and memory for: here, cuda or cpu.")

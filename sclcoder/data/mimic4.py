@@ -13,7 +13,7 @@ from sclcoder import defaults
 from sclcoder.data import codes as codes_mod
 from sclcoder.data.codes import CodeSystem
 from sclcoder.data.documents import Document
-from sclcoder.data.readers import DISCHARGE, ReadReport, counted
+from sclcoder.data.readers import DISCHARGE, ReadReport, counted, whole_row
 from sclcoder.errors import CodeError, SclError, Skips
 from sclcoder.files import reading, require_file
 from sclcoder.progress import Bar, bar
@@ -28,7 +28,7 @@ def _csv_rows(
         if missing:
             raise SclError(f"missing column(s) {', '.join(missing)}", path=path, line=1)
         for row in reader:
-            yield reader.line_num, row
+            yield reader.line_num, whole_row(row, path, reader.line_num)
 
 
 def read_mimic4_codes(
@@ -50,7 +50,13 @@ def read_mimic4_codes(
         except ValueError:
             skips.handle(SclError(f"hadm_id {row['hadm_id']!r} is not an integer", path=p, line=lineno))
             continue
-        seq = int(row.get("seq_num") or 0)
+        try:
+            seq = int(row.get("seq_num") or 0)
+        except ValueError:
+            skips.handle(
+                SclError(f"seq_num {row['seq_num']!r} is not an integer", path=p, line=lineno, field="seq_num")
+            )
+            continue
         by_hadm.setdefault(hadm, []).append((seq, code))
     return {h: list(dict.fromkeys(c for _, c in sorted(v))) for h, v in by_hadm.items()}
 
@@ -80,9 +86,18 @@ def read_mimic4(
     px = read_mimic4_codes(procedures, px_system, version=version, skips=skips) if procedures else {}
     p = require_file(discharge, "MIMIC-IV discharge.csv")
     size = p.stat().st_size
+    seen: dict[str, int] = {}
     with bar(f"reading {p.name}", size, unit="bytes") as progress:
         for lineno, row in _csv_rows(p, ("note_id", "hadm_id", "text"), progress):
             report.charts += 1
+            if row["note_id"] in seen:
+                raise SclError(
+                    f"note_id {row['note_id']!r} appears twice (first at line {seen[row['note_id']]})",
+                    path=p,
+                    line=lineno,
+                    field="note_id",
+                )
+            seen[row["note_id"]] = lineno
             try:
                 hadm = int(row["hadm_id"])
             except ValueError:

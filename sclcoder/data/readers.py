@@ -78,7 +78,20 @@ def read_split(path: str | PathLike[str]) -> set[int]:
             if lineno == 1:
                 continue
             raise SclError(f"expected an HADM id, got {value!r}", path=p, line=lineno) from None
+    if not ids:
+        raise SclError("lists no HADM ids: every note would be left out", path=p)
     return ids
+
+
+def whole_row(row: dict[Any, Any], path: str | PathLike[str], lineno: int) -> dict[str, str]:
+    """A CSV row with exactly the header's columns; a row cut short (the file's end lost) or one with more
+    fields than the header is one error naming its line."""
+    if None in row:
+        raise SclError("has more fields than the header", path=path, line=lineno)
+    if any(v is None for v in row.values()):
+        missing = [k for k, v in row.items() if v is None]
+        raise SclError(f"ends before column {missing[0]!r}: is the file cut short?", path=path, line=lineno)
+    return row
 
 
 def mdace_annotation_files(annotations: str | PathLike[str]) -> list[Path]:
@@ -174,7 +187,8 @@ def stream_noteevents(
                 raise SclError(f"no {needed} column (is this MIMIC-III NOTEEVENTS.csv?)", path=p, line=1)
         row_key = header["ROW_ID"]
         remaining = set(wanted) if wanted is not None else None
-        for row in reader:
+        for raw in reader:
+            row = whole_row(raw, p, reader.line_num)
             try:
                 row_id = int(row[row_key])
             except (TypeError, ValueError):
@@ -252,9 +266,18 @@ def read_mdace(
     system = CodeSystem.parse(code_system) if code_system else _infer_diagnosis_system(c for _, c in charts)
 
     selected: list[tuple[Path, dict[str, Any], dict[str, Any]]] = []
+    seen: dict[int, Path] = {}
     for path, chart in charts:
         report.charts += 1
         for note in chart["notes"]:
+            note_id = int(note["note_id"])
+            if note_id in seen:
+                raise SclError(
+                    f"note_id {note_id} is annotated twice (also in {seen[note_id].name}): one note, one place",
+                    path=path,
+                    field="note_id",
+                )
+            seen[note_id] = path
             category = str(note.get("category", ""))
             if wanted_categories is not None and category.strip().lower() not in wanted_categories:
                 report.dropped[f"notes of category {category!r}"] += 1

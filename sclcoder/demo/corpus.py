@@ -50,7 +50,7 @@ from sclcoder.data.corpus_folder import (
 from sclcoder.demo.charts import write_chart
 from sclcoder.demo.conditions import CONDITIONS_FILE, says
 from sclcoder.errors import SclError
-from sclcoder.files import atomic_dir
+from sclcoder.files import atomic_dir, check_replaceable
 from sclcoder.recipe import DemoSource, Recipe
 
 UNSEEN_SHARE = 0.05  # of the corpus's admission count, written on top of it (train/val/test stay as they are)
@@ -68,9 +68,16 @@ class DemoSummary:
 
 
 def generate_demo(
-    out_dir: str | PathLike[str], *, n_charts: int = defaults.DEMO_CHARTS, seed: int = defaults.DEMO_SEED
+    out_dir: str | PathLike[str],
+    *,
+    n_charts: int = defaults.DEMO_CHARTS,
+    seed: int = defaults.DEMO_SEED,
+    replace: bool = False,
 ) -> DemoSummary:
-    """Write the demo corpus in MDACE layout (atomically: an existing corpus is replaced whole)."""
+    """Write the demo corpus in MDACE layout (atomically: an existing corpus is replaced whole). A directory
+    that holds anything but a demo corpus is refused before any work, unless `replace`."""
+    replace = replace or read_manifest(out_dir) is not None  # a corpus written before the marker existed
+    check_replaceable(out_dir, replace=replace, what="demo corpus directory")
     rng, unseen_rng = random.Random(seed), random.Random(seed + 2)
     charts, texts, negations = [], [], []
     n_notes = n_spans = 0
@@ -119,7 +126,7 @@ def generate_demo(
     if overlap["shared"]:
         raise SclError(f"unseen surface forms occur in training notes: {overlap['shared'][:5]}", path=CONDITIONS_FILE)
 
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, replace=replace) as tmp:
         ann_dir = tmp / ANNOTATIONS
         ann_dir.mkdir(parents=True)
         for chart in charts:
@@ -197,8 +204,6 @@ def ensure_demo(
             f"{n_charts} with seed {seed}; point demo.corpus at another directory or delete this one",
             path=root / MANIFEST,
         )
-    if root.exists() and any(root.iterdir()) and not (root / NOTEEVENTS).is_file():
-        raise SclError("exists and is not a demo corpus; refusing to overwrite it", path=root)
     generate_demo(root, n_charts=n_charts, seed=seed)
     return root
 

@@ -20,6 +20,7 @@ from sclcoder.progress import console
 if TYPE_CHECKING:
     from sclcoder.artifacts import Adapter
     from sclcoder.eval.report import EvalReport
+    from sclcoder.recipe import Recipe
 
 DEMO_RECIPE = "recipes/smollm2_cpu.yaml"
 
@@ -72,6 +73,23 @@ class DemoResult:
 TRAIN_STAGE = "train (LoRA, CPU)"
 
 
+def demo_recipe(root: Path, *, seed: int, recipe_path: str = DEMO_RECIPE, overrides: list[str] | None = None) -> Recipe:
+    """The demo's recipe with every output under `root`; the user's `--set` overrides go last. Paths go in as
+    values, not YAML text: a folder named "runs/demo #1" is a path, not a path and a comment."""
+    from sclcoder.recipe import load_recipe
+
+    corpus = root / "corpus"
+    values = {
+        "train": {"output_dir": str(root / "run"), "seed": seed},
+        "data": {
+            "seed": seed,
+            "train": [{"demo": {"split": "train", "corpus": str(corpus)}}],
+            "validation": [{"demo": {"split": "val", "corpus": str(corpus)}}],
+        },
+    }
+    return load_recipe(recipe_path, overrides or [], values=values)
+
+
 def run_demo(
     out: str | Path = defaults.DEMO_DIR,
     *,
@@ -90,23 +108,13 @@ def run_demo(
     from sclcoder.eval.report import write_report
     from sclcoder.infer.predict import predict
     from sclcoder.infer.settings import engine_for, predict_settings
-    from sclcoder.recipe import load_recipe
     from sclcoder.sft.build import build_dataset
     from sclcoder.task_eval import train_and_select
 
     root = Path(out)
     clock = StageClock()
     corpus = root / "corpus"
-    # paths go in as values, not YAML text: a folder named "runs/demo #1" is a path, not a comment
-    values = {
-        "train": {"output_dir": str(root / "run"), "seed": seed},
-        "data": {
-            "seed": seed,
-            "train": [{"demo": {"split": "train", "corpus": str(corpus)}}],
-            "validation": [{"demo": {"split": "val", "corpus": str(corpus)}}],
-        },
-    }
-    recipe = load_recipe(recipe_path, overrides or [], values=values)
+    recipe = demo_recipe(root, seed=seed, recipe_path=recipe_path, overrides=overrides)
     with clock.stage("demo corpus"):
         ensure_demo(corpus)
         test_notes, unseen_notes = root / "test-notes.jsonl", root / "test-unseen-notes.jsonl"

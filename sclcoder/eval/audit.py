@@ -21,6 +21,7 @@ from sclcoder.data import codes as codes_mod
 from sclcoder.data.codes import CodeSystem
 from sclcoder.data.documents import read_documents, read_notes
 from sclcoder.errors import SclError, Skips
+from sclcoder.eval.gold import LineChecks
 from sclcoder.files import check_writable, write_text_atomic
 from sclcoder.infer.predictions import PredictionLine, Quote, read_predictions
 
@@ -122,12 +123,23 @@ def build_report(
     """Write the audit view of `predictions` over `notes` (and `gold`, when given) to `output`."""
     system = CodeSystem.parse(code_system)
     check_writable(output)
-    rows = {line.id: line for _, line in read_predictions(predictions)}
     texts = {n.id: n.text for n in read_notes(notes, Skips())}
+    checks = LineChecks(predictions, texts, system, "notes file")
+    rows = {}
+    for lineno, line in read_predictions(predictions):
+        if checks.check(line, lineno) is None:
+            raise SclError(
+                f"a prediction for note {line.id!r}, which is not in the notes file", path=predictions, line=lineno
+            )
+        rows[line.id] = line
+    checks.finish()
     gold_docs = {d.id: d for d in read_documents(gold)} if gold else {}
-    unknown = sorted(set(rows) - set(texts))
-    if unknown:
-        raise SclError(f"prediction for note {unknown[0]!r}, which is not in the notes file", path=predictions)
+    if gold and (missing := [n for n in texts if n not in gold_docs]):
+        raise SclError(
+            f"has no gold for {len(missing)} of the {len(texts)} notes (e.g. {missing[0]!r}): correct, spurious and "
+            "missed codes need gold for every note",
+            path=gold,
+        )
     views = []
     for note_id, text in texts.items():
         g = gold_docs.get(note_id)

@@ -108,6 +108,11 @@ def run_eval(
         g = gold_demo(corpus, filters, split=demo_split)
     else:
         raise SclError(f"unknown benchmark {benchmark!r}")
+    if not g.docs:
+        raise SclError(
+            "the gold standard holds no notes to score (with the split and filters given)",
+            path=gold if benchmark in ("rdiv10", "jsonl") else None,
+        )
     out = Path(output)
     seen = set(adapter.record.codes) if adapter is not None else None
     if predictions is None:

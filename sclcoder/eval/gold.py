@@ -7,6 +7,7 @@ authors' baselines and our models are scored by the same code.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import Counter
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sclcoder import defaults
+from sclcoder.data import codes as codes_mod
 from sclcoder.data.codes import CodeSystem
 from sclcoder.data.documents import Document, Evidence, clean_evidence, read_documents
 from sclcoder.data.readers import read_mdace
@@ -23,8 +25,10 @@ from sclcoder.errors import SclError
 from sclcoder.eval.metrics import Prediction
 from sclcoder.eval.report import PredictionsSummary
 from sclcoder.files import read_jsonl
-from sclcoder.infer.predictions import parse_line
+from sclcoder.infer.predictions import PredictionLine, parse_line
 from sclcoder.recipe import MdaceFilters
+
+log = logging.getLogger("sclcoder")
 
 
 @dataclass(frozen=True)
@@ -196,11 +200,78 @@ def _document_prediction(row: dict[str, Any], gold: Gold, path: str | PathLike[s
     return Prediction(doc.id, set(doc.codes), list(doc.evidence), doc.text, None if hadm is None else str(hadm))
 
 
+class LineChecks:
+    """What must hold of a predictions file read against notes, checked line by line: one line per note, and
+    every placed quote inside its note and reading what the note says there. Notes the reference does not hold
+    are counted; `finish` refuses a file that shares no note with it, or whose codes are of another system."""
+
+    def __init__(self, path: str | PathLike[str], texts: dict[str, str], system: CodeSystem, what: str) -> None:
+        self.path, self.texts, self.system, self.what = path, texts, system, what
+        self.first_line: dict[str, int] = {}
+        self.unknown: list[str] = []
+        self.codes: Counter[str] = Counter()
+
+    def check(self, line: PredictionLine, lineno: int) -> str | None:
+        """The note's text, or None when the reference does not hold the note."""
+        if line.id in self.first_line:
+            raise SclError(
+                f"a second line for note {line.id!r} (the first is line {self.first_line[line.id]})",
+                path=self.path,
+                line=lineno,
+                field="id",
+            )
+        self.first_line[line.id] = lineno
+        self.codes.update(c.code for c in line.codes)
+        text = self.texts.get(line.id)
+        if text is None:
+            self.unknown.append(line.id)
+            return None
+        for i, item in enumerate(line.codes):
+            for j, quote in enumerate(item.evidence):
+                b, e = quote.begin, quote.end
+                if b is None or e is None:
+                    continue
+                where = {"path": self.path, "line": lineno, "field": f"codes.{i}.evidence.{j}"}
+                if e > len(text):
+                    raise SclError(f"[{b}, {e}) falls outside note {line.id!r} ({len(text)} characters)", **where)
+                if quote.text and text[b:e] != quote.text:
+                    raise SclError(
+                        f"quotes {quote.text!r} at [{b}, {e}), where note {line.id!r} reads {text[b:e]!r}: were "
+                        f"these predictions made on other notes than the {self.what}'s?",
+                        **where,
+                    )
+        return text
+
+    def finish(self, *, lines_of_other_kinds: int = 0) -> None:
+        if not self.first_line and not lines_of_other_kinds:
+            raise SclError("holds no predictions (one line per note is expected)", path=self.path)
+        if self.first_line and len(self.unknown) == len(self.first_line):
+            raise SclError(
+                f"none of its {len(self.first_line)} notes is in the {self.what} (e.g. {self.unknown[0]!r})",
+                path=self.path,
+            )
+        if self.unknown:
+            log.warning(
+                "%s: %d of %d predicted notes are not in the %s and are not scored (e.g. %r)",
+                self.path, len(self.unknown), len(self.first_line), self.what, self.unknown[0],
+            )  # fmt: skip
+        other = CodeSystem.ICD9CM if self.system is CodeSystem.ICD10CM else CodeSystem.ICD10CM
+        in_system = any(codes_mod.is_known(c, self.system) for c in self.codes)
+        if self.codes and not in_system and any(codes_mod.is_known(c, other) for c in self.codes):
+            raise SclError(
+                f"its codes are {other.label} codes, the {self.what}'s are {self.system.label}",
+                path=self.path,
+                hint=f"score it against {other.label} gold (--icd {9 if other is CodeSystem.ICD9CM else 10})",
+            )
+
+
 def predictions_jsonl(path: str | PathLike[str], gold: Gold) -> tuple[list[Prediction], PredictionsSummary]:
     """Our predictions JSONL, or predictions in the generic evidence format. Every predicted code counts
     (invalid ones are simply wrong); evidence that could not be aligned has no offsets and so no place in
-    span metrics."""
+    span metrics. A file that contradicts the gold notes (see LineChecks) is refused."""
     by_id = {d.id: d for d in gold.docs}
+    system = gold.docs[0].code_system if gold.docs else CodeSystem.ICD10CM
+    checks = LineChecks(path, {d.id: d.text for d in gold.docs}, system, "gold standard")
     preds, matches = [], Counter()
     for lineno, row in read_jsonl(path, what="predictions file"):
         if (
@@ -212,18 +283,23 @@ def predictions_jsonl(path: str | PathLike[str], gold: Gold) -> tuple[list[Predi
                 preds.append(document)
             continue
         line = parse_line(row, path, lineno)
-        doc = by_id.get(line.id)
+        if checks.check(line, lineno) is None:
+            continue  # counted, and warned about once the file is read
+        doc = by_id[line.id]
         codes, evidence = set(), []
         for item in line.codes:
             codes.add(item.code)
             for quote in item.evidence:
                 matches[quote.match or "unaligned"] += 1
                 b, e = quote.begin, quote.end
-                if b is not None and e is not None and doc is not None and b < e <= len(doc.text):
+                if b is not None and e is not None and b < e:
                     evidence.append(Evidence(b, e, item.code))
-        pred = Prediction(line.id, codes, sorted(set(evidence)))
-        preds.append(_clean_prediction(doc, pred, gold.filters) if doc else pred)
-    return preds, PredictionsSummary(format="jsonl", path=str(path), evidence_alignment=dict(matches))
+        preds.append(_clean_prediction(doc, Prediction(line.id, codes, sorted(set(evidence))), gold.filters))
+    checks.finish(lines_of_other_kinds=len(preds) - (len(checks.first_line) - len(checks.unknown)))
+    summary = PredictionsSummary(
+        format="jsonl", path=str(path), evidence_alignment=dict(matches), notes_not_in_gold=len(checks.unknown)
+    )
+    return preds, summary
 
 
 def predictions_mdace_dir(path: str | PathLike[str], gold: Gold) -> tuple[list[Prediction], PredictionsSummary]:

@@ -38,6 +38,8 @@ class PredictionsSummary(Result):
     """How the quotes of a predictions JSONL were placed in their notes (exact, normalized, fuzzy, unaligned)."""
     notes_without_text: int | None = None
     """MDACE-layout predictions: notes whose text was found nowhere (not scored)."""
+    notes_not_in_gold: int = 0
+    """Predicted notes the gold standard does not hold: not scored (and said in a warning)."""
 
 
 class NegatedMentions(Result):

@@ -29,7 +29,7 @@ def peft_model(adapter: Adapter) -> Any:
         raise SclError(f"the adapter's weights cannot be loaded ({type(exc).__name__}: {exc})", path=weights) from None
 
 
-def merge_adapter(adapter: Adapter, target: str | os.PathLike[str]) -> Path:
+def merge_adapter(adapter: Adapter, target: str | os.PathLike[str], *, replace: bool = False) -> Path:
     """The adapter merged into its base weights, as a plain model folder that vLLM, transformers or any
     OpenAI-compatible server loads without sclcoder or PEFT: safetensors weights in the base model's
     dtype, the tokenizer with its chat template, and the sclcoder record and prompt beside them."""
@@ -41,7 +41,7 @@ def merge_adapter(adapter: Adapter, target: str | os.PathLike[str]) -> Path:
     model = peft_model(adapter)
     dtype = model.get_base_model().config.dtype
     model = model.merge_and_unload().to(dtype if isinstance(dtype, torch.dtype) else torch.float32)
-    with atomic_dir(target) as tmp:
+    with atomic_dir(target, replace=replace, what="model folder") as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         AutoTokenizer.from_pretrained(adapter.path).save_pretrained(tmp)
         for name in (METADATA, PROMPT_FILE):
@@ -62,7 +62,7 @@ def merged_model(adapter: Adapter) -> Path:
     target = adapter.path / MERGED_DIR
     if (target / "config.json").exists():
         return target
-    return merge_adapter(adapter, target)
+    return merge_adapter(adapter, target, replace=True)  # inside the adapter: ours
 
 
 def merged_weights(model: Any) -> Iterator[tuple[str, Any]]:

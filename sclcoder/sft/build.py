@@ -28,7 +28,7 @@ from sclcoder.backbones import load_tokenizer
 from sclcoder.data.codes import CodeSystem
 from sclcoder.data.documents import Document, read_documents
 from sclcoder.errors import SclError
-from sclcoder.files import atomic_dir, resource_path
+from sclcoder.files import atomic_dir, check_replaceable, resource_path
 from sclcoder.progress import bar
 from sclcoder.recipe import DataSection, DemoSource, JsonlSource, MdaceSource, Recipe, Source, recipe_dict
 from sclcoder.sft.examples import (
@@ -267,12 +267,8 @@ def build_dataset(
 
     started = time.perf_counter()
     out = Path(out_dir) if out_dir is not None else default_dataset_dir(recipe)
-    if out.exists() and not (out / BUILD_FILE).exists() and any(out.iterdir()) and not overwrite:
-        raise SclError(
-            "exists and is not a dataset written by `sclcoder data build`",
-            path=out,
-            hint="choose another directory or pass --overwrite",
-        )
+    ours = (out / BUILD_FILE).exists()  # a dataset of ours, marked or written before the marker existed
+    check_replaceable(out, replace=ours or overwrite, what="dataset directory")
     data = recipe.data
     system = CodeSystem.parse(data.code_system)
     tokenizer = load_tokenizer(recipe.model.tokenizer or recipe.model.model_name_or_path, recipe.model.chat_template)
@@ -347,10 +343,12 @@ def build_dataset(
         codes=train_codes,
         recipe=recipe_dict(recipe),
     )
-    with atomic_dir(out) as tmp:
-        DatasetDict(
-            {"train": Dataset.from_list(train_rows), "validation": Dataset.from_list(val_rows or [])}
-        ).save_to_disk(str(tmp / "hf"))
+    with atomic_dir(out, replace=ours or overwrite) as tmp:
+        # a split of no rows is left out: datasets saves it as no shards, then cannot load it back
+        splits = {"train": Dataset.from_list(train_rows)} | (
+            {"validation": Dataset.from_list(val_rows)} if val_rows else {}
+        )
+        DatasetDict(splits).save_to_disk(str(tmp / "hf"))
         shutil.copyfile(resource_path(data.prompt), tmp / PROMPT_FILE)
         (tmp / STATS_FILE).write_text(json.dumps(stats, indent=2) + "\n")
         (tmp / BUILD_FILE).write_text(record.model_dump_json(indent=2) + "\n")

@@ -43,7 +43,7 @@ class AdapterWriter:
         trainer.save_model(str(staging))  # every rank takes part: ZeRO-3 gathers the weights here
         record = adapter_metadata(self.recipe, self.dataset, metrics, trainer, self.precision)
         if trainer.is_world_process_zero():
-            with atomic_dir(out) as tmp:
+            with atomic_dir(out, replace=True) as tmp:  # inside the run's output_dir, checked before training
                 for item in staging.iterdir():
                     shutil.move(str(item), tmp / item.name)
                 trainer.processing_class.save_pretrained(tmp)

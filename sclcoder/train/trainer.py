@@ -74,7 +74,8 @@ def checkpoints(output_dir: Path) -> list[Path]:
 
 
 def check_output_dir(recipe: Recipe, *, resume: bool, overwrite: bool) -> None:
-    """A finished run is never trained over by accident; an unfinished one is resumed or restarted on request."""
+    """A finished run is never trained over by accident; an unfinished one is resumed or restarted on request.
+    Nothing is removed here: `clear_previous_run` does that once the new run's data have been read."""
     out = Path(recipe.train.output_dir)
     finished = (out / ADAPTER_DIR / METADATA).exists()
     if resume and overwrite:
@@ -89,7 +90,13 @@ def check_output_dir(recipe: Recipe, *, resume: bool, overwrite: bool) -> None:
         raise SclError(
             "holds checkpoints of an unfinished run", path=out, hint="pass --resume to continue it or --overwrite"
         )
-    if overwrite and out.exists() and is_main_process():
+
+
+def clear_previous_run(recipe: Recipe) -> None:
+    """With --overwrite, the earlier run's checkpoints and adapter go, once the new run has its data (a broken
+    source stops the new run before anything of the old one is lost)."""
+    out = Path(recipe.train.output_dir)
+    if out.exists() and is_main_process():
         for item in [*checkpoints(out), out / ADAPTER_DIR]:
             shutil.rmtree(item, ignore_errors=True)
 
@@ -249,7 +256,12 @@ def build_trainer(recipe: Recipe, dataset: BuiltDataset, precision: Precision | 
 
     splits = dataset.load()
     train_set = fitting_examples(splits["train"], recipe.train.max_length, "training")
-    eval_set = fitting_examples(splits["validation"], recipe.train.max_length, "validation") or None
+    eval_set = (
+        fitting_examples(splits["validation"], recipe.train.max_length, "validation")
+        if "validation" in splits
+        else None
+    )
+    eval_set = eval_set or None
     if not len(train_set):
         raise SclError("no training example fits train.max_length", field="train.max_length", path=dataset.path)
 
@@ -313,6 +325,8 @@ def train(
     # by the main process, when the recipe names no dataset)
     init_process_group(recipe)
     dataset = ensure_dataset(recipe)
+    if overwrite:
+        clear_previous_run(recipe)
     trainer = build_trainer(recipe, dataset, precision)
     writer = AdapterWriter(trainer, recipe, dataset, precision)
     for callback in callbacks:
