@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.sclcoder-installed
 # (measured: 250k faults/s, ~4x slower LoRA steps). Huge pages for malloc's mmaps remove that cost.
 export GLIBC_TUNABLES ?= glibc.malloc.hugetlb=1
 
-.PHONY: setup test test-all lint format demo bench clean
+.PHONY: setup test test-all lint format demo bench bench-scl clean
 
 setup: $(STAMP)
 
@@ -44,6 +44,10 @@ demo: setup
 
 bench: setup
 	$(BIN)/python benchmarks/run_all.py
+
+# the SCL experiment in the paper's regime (hours): what it costs on this machine, measured first
+bench-scl: setup
+	$(BIN)/python benchmarks/bench_scl.py
 
 lint: setup
 	$(BIN)/ruff check sclcoder tests benchmarks

@@ -74,7 +74,7 @@ def test_every_stage_is_a_package_with_its_modules() -> None:
             "serve",
         },
         "eval": {"metrics", "scores", "faithfulness", "gold", "evaluate", "report", "audit"},
-        "demo": {"corpus", "charts", "patients", "conditions", "run"},
+        "demo": {"corpus", "charts", "filler", "patients", "conditions", "run"},
     }.items():
         present = {p.stem for p in (PACKAGE / stage).glob("*.py")} - {"__init__"}
         assert present == members, stage

@@ -46,12 +46,16 @@ def data_demo(
     from sclcoder.progress import console
 
     summary = generate_demo(out, n_charts=charts, seed=seed, replace=overwrite)
+    from sclcoder.demo.corpus import describe_statistics
+
     console.print(
         f"wrote {summary.charts} admissions, {summary.notes} notes, {summary.spans} evidence spans over "
         f"{summary.codes} ICD-10-CM codes to [bold]{out}[/] (splits: "
         + ", ".join(f"{k} {v}" for k, v in summary.splits.items())
         + ")"
     )
+    for line in describe_statistics(summary.statistics):
+        console.print(f"  {line}")
 
 
 @convert_app.command("mdace")

@@ -101,3 +101,15 @@ def read_negated(corpus: str | PathLike[str]) -> dict[str, set[str]]:
                 raise SclError("missing or not a note id / code", path=path, line=lineno, field=key)
         negated.setdefault(str(row["note_id"]), set()).add(row["code"])
     return negated
+
+
+def read_negated_spans(corpus: str | PathLike[str]) -> dict[str, list[tuple[int, int]]]:
+    """Note id -> [begin, end) of each mention that must not be coded."""
+    path = Path(corpus) / NEGATED
+    spans: dict[str, list[tuple[int, int]]] = {}
+    if path.exists():
+        for lineno, row in read_jsonl(path, what="negated-mentions file"):
+            if not all(isinstance(row.get(k), int) for k in ("begin", "end")):
+                raise SclError("missing or not a character offset", path=path, line=lineno, field="begin")
+            spans.setdefault(str(row["note_id"]), []).append((row["begin"], row["end"]))
+    return spans

@@ -12,7 +12,8 @@ import contextvars
 import random
 from dataclasses import dataclass
 
-from sclcoder.demo.conditions import BY_CODE, Condition
+from sclcoder.demo import filler
+from sclcoder.demo.conditions import BY_CODE, TAIL, Condition
 from sclcoder.demo.patients import Patient, sample_patient
 
 
@@ -121,23 +122,41 @@ def _mention(rng: random.Random, cond: Condition) -> str:
     return rng.choice(cond.unseen_names if _UNSEEN_PHRASES.get() else cond.names)
 
 
-def write_chart(rng: random.Random, *, unseen_phrases: bool = False) -> list[ChartNote]:
+def write_chart(rng: random.Random, *, unseen_phrases: bool = False, tail: tuple[str, ...] = ()) -> list[ChartNote]:
     """One discharge summary (and sometimes a radiology report) with annotated spans, section by section;
-    with `unseen_phrases`, every mention uses the conditions' held-out surface forms."""
+    with `unseen_phrases`, every mention uses the conditions' held-out surface forms; `tail`: rare or held-out
+    codes the admission has besides those it draws (the corpus decides which chart gets which)."""
     token = _UNSEEN_PHRASES.set(unseen_phrases)
     try:
-        return _write_chart(rng)
+        return _write_chart(rng, tail)
     finally:
         _UNSEEN_PHRASES.reset(token)
 
 
-def _write_chart(rng: random.Random) -> list[ChartNote]:
-    p = sample_patient(rng)
+def _write_chart(rng: random.Random, tail: tuple[str, ...]) -> list[ChartNote]:
+    p = sample_patient(rng, tail=tail)
     t = _Text()
-    for section in (_header, _present_illness, _past_history, _social_and_family, _exam_and_results):
-        section(rng, t, p)
-    for section in (_hospital_course, _medications, _discharge):
-        section(rng, t, p)
+    # lengths of stay with a long tail: long stays make the long notes (labs by day, events by day)
+    stay = rng.choice([2, 3, 3, 4, 4, 5, 5, 6, 7, 8, 12, 16, 20, 25])
+    dates = [f"{p.year if p.year else 2150}-{p.month or 1}-{p.day + i}" for i in range(min(stay, 25) + 1)]
+    _header(rng, t, p)
+    filler.procedures(rng, t.add)
+    _present_illness(rng, t, p)
+    _past_history(rng, t, p)
+    filler.surgical_history(rng, t.add)
+    _social_and_family(rng, t, p)
+    filler.review_of_systems(rng, t.add)
+    filler.exam(rng, t.add, "Physical Exam on admission", filler.vitals(rng))
+    filler.results(rng, t.add, dates)
+    _hospital_course(rng, t, p)
+    filler.daily_events(rng, t.add, stay)
+    filler.consults(rng, t.add)
+    filler.inpatient_medications(rng, t.add)
+    _medications(rng, t, p)
+    filler.exam(rng, t.add, "Physical Exam on discharge", filler.vitals(rng))
+    _discharge(rng, t, p)
+    filler.instructions(rng, t.add)
+    filler.follow_up(rng, t.add, f"[**Last Name (STitle) {rng.choice(_FIRST_NAMES)}**]")
     notes = [ChartNote("Discharge summary", "Report", t.value(), t.spans, t.negated)]
     if rng.random() < 0.2:
         notes.append(_radiology(rng, p))
@@ -172,25 +191,15 @@ def _present_illness(rng: random.Random, t: _Text, p: Patient) -> None:
         ]
     )
     t.add(intro.format(age=p.age, sx=p.sex, sx2="man" if p.sex == "M" else "woman"))
-    in_hpi = [c for c in p.chronic if rng.random() < 0.6] or p.chronic[:1]
-    for i, cond in enumerate(in_hpi):
-        if i:
-            t.add(" and " if i == len(in_hpi) - 1 else ", ")
-        t.template("{X}", _mention(rng, cond), cond.code)
+    # one comorbidity named here at most: the list below names them all (about one span per code, as MDACE)
+    if rng.random() < 0.3:
+        t.template("{X}", _mention(rng, p.chronic[0]), p.chronic[0].code)
+        t.add(" and other chronic problems")
+    else:
+        t.add("several chronic medical problems")
     t.add(f" who presents with {rng.choice(p.primary.complaint)}")
-    t.add(rng.choice([f" x{rng.randint(1, 5)} days. ", " since yesterday. ", " for the past week. "]))
-    t.add(
-        rng.choice(
-            [
-                f"In the ED, initial vitals T {rng.randint(97, 101)}.{rng.randint(0, 9)} "
-                f"HR {rng.randint(62, 118)} BP {rng.randint(92, 168)}/{rng.randint(50, 96)} "
-                f"RR {rng.randint(14, 26)} O2 sat "
-                f"{rng.randint(88, 99)}% RA. ",
-                f"{_cap(p.he)} was seen in the ED where labs were notable for WBC {rng.randint(4, 19)}.",
-                "ED course notable for IV fluids and labs as below. ",
-            ]
-        )
-    )
+    t.add(rng.choice([f" x{rng.randint(1, 5)} days.", " since yesterday.", " for the past week."]))
+    filler.hpi_story(rng, t.add, p.he)
     for cond in p.negated[:1]:
         t.add(" ")
         t.template(rng.choice(negation_cues(cond)), _mention(rng, cond), negated=cond.code)
@@ -201,7 +210,11 @@ def _past_history(rng: random.Random, t: _Text, p: Patient) -> None:
     """Past medical history as a list, with fillers that are not codeable conditions here."""
     # Past medical history as a list, with fillers that are not codeable conditions here.
     t.add(rng.choice(["Past Medical History:\n", "PMH:\n", "PAST MEDICAL HISTORY:\n", "Medical History:\n"]))
-    pmh = [c for c in p.chronic + [e for e in p.extras if e.code in ("Z79.01", "Z79.4")] if rng.random() < 0.85]
+    pmh = [
+        c
+        for c in p.chronic + [e for e in p.extras if e.code in ("Z79.01", "Z79.4")]
+        if rng.random() < 0.95 or c.code in TAIL  # a code of the tail is always named somewhere
+    ]
     fillers = rng.sample(_FILLER_HISTORY, rng.randint(0, 2))
     items: list[Condition | str] = [*pmh, *fillers]
     rng.shuffle(items)
@@ -247,26 +260,6 @@ def _social_and_family(rng: random.Random, t: _Text, p: Patient) -> None:
     t.add("\n\n")
 
 
-def _exam_and_results(rng: random.Random, t: _Text, p: Patient) -> None:
-    """Vital signs, exam findings and admission labs: numbers, nothing to code."""
-    t.add("Physical Exam:\n")
-    t.add(
-        f"VS: T {rng.randint(97, 100)}.{rng.randint(0, 9)} BP {rng.randint(98, 160)}/{rng.randint(55, 92)} "
-        f"HR {rng.randint(60, 110)} RR {rng.randint(14, 24)} {rng.randint(90, 100)}% RA\n"
-    )
-    t.add("\n".join(rng.sample(_EXAM, rng.randint(3, 6))) + "\n\n")
-    t.add("Pertinent Results:\n")
-    t.add(
-        f"[**{p.year}-{p.month}-{p.day}**] 07:10AM BLOOD WBC-{rng.randint(4, 18)}.{rng.randint(0, 9)} "
-        f"Hgb-{rng.randint(8, 15)}.{rng.randint(0, 9)} Plt-{rng.randint(120, 420)}\n"
-    )
-    t.add(
-        f"[**{p.year}-{p.month}-{p.day}**] 07:10AM BLOOD Glucose-{rng.randint(80, 240)} BUN-{rng.randint(8, 48)} "
-        f"Creat-{rng.randint(0, 3)}.{rng.randint(1, 9)} Na-{rng.randint(126, 144)} "
-        f"K-{rng.randint(3, 5)}.{rng.randint(0, 9)}\n\n"
-    )
-
-
 def _hospital_course(rng: random.Random, t: _Text, p: Patient) -> None:
     """Problem-based: acute problems first, negated ones, then chronic issues and companions."""
     # Hospital course: problem-based, p.acute first, then p.chronic issues.
@@ -280,21 +273,21 @@ def _hospital_course(rng: random.Random, t: _Text, p: Patient) -> None:
     for cond in p.negated[1:]:
         t.template(rng.choice(negation_cues(cond)), _mention(rng, cond), negated=cond.code)
         t.add("\n")
-    course_chronic = [c for c in p.chronic if c.course and rng.random() < 0.6]
+    course_chronic = [c for c in p.chronic if c.course and rng.random() < 0.1]
     if course_chronic:
         t.add(rng.choice(["\nCHRONIC ISSUES:\n", "\nChronic problems:\n", "\n"]))
         for cond in course_chronic:
             t.template(rng.choice(["# {X}: ", "{X} - "]), _cap(_mention(rng, cond)), cond.code)
             t.add(rng.choice(cond.course).format(med=p.meds.get(cond.code, "home medications"), **p.slots) + "\n")
     anticoag = next((e for e in p.extras if e.code == "Z79.01"), None)
-    if anticoag is not None:
+    if anticoag is not None and rng.random() < 0.3:
         t.template(
             rng.choice(["Continued {X}.\n", "Remains on {X} at discharge.\n"]),
             _mention(rng, anticoag),
             anticoag.code,
         )
     insulin = next((e for e in p.extras if e.code == "Z79.4"), None)
-    if insulin is not None:
+    if insulin is not None and rng.random() < 0.3:
         t.template(
             rng.choice(["History notable for {X}; continued glargine.\n", "Note {X}, resumed glargine.\n"]),
             _mention(rng, insulin),
@@ -304,24 +297,22 @@ def _hospital_course(rng: random.Random, t: _Text, p: Patient) -> None:
 
 
 def _medications(rng: random.Random, t: _Text, p: Patient) -> None:
-    """Home and discharge medications, and the disposition."""
-    t.add("Medications on Admission:\n")
+    """Home and discharge medications with doses and frequencies, the changes, and the disposition."""
     home = [m for c, m in p.meds.items() if not BY_CODE[c].acute]
-    for i, med in enumerate(home or ["None"], start=1):
-        t.add(f"{i}. {med}\n")
-    t.add("\nDischarge Medications:\n")
-    for i, med in enumerate(home + [p.meds[c.code] for c in p.acute if c.code in p.meds] or ["None"], start=1):
-        t.add(f"{i}. {med}\n")
-    t.add(f"\nDischarge Disposition:\n{rng.choice(['Home', 'Home With Service', 'Extended Care'])}\n\n")
+    taken = filler.medication_list(rng, t.add, "Medications on Admission", home)
+    filler.medication_list(
+        rng, t.add, "Discharge Medications", home + [p.meds[c.code] for c in p.acute if c.code in p.meds]
+    )
+    filler.medication_changes(rng, t.add, taken)
+    t.add(f"Discharge Disposition:\n{rng.choice(['Home', 'Home With Service', 'Extended Care'])}\n\n")
 
 
 def _discharge(rng: random.Random, t: _Text, p: Patient) -> None:
     """Discharge diagnoses, condition, code status and follow-up."""
     t.add(rng.choice(["Discharge Diagnosis:\n", "Discharge Diagnoses:\n", "DISCHARGE DIAGNOSES:\n"]))
     t.add(rng.choice(["Primary: ", "Primary diagnosis:\n", "PRIMARY: "]))
-    for i, cond in enumerate(p.acute):
-        t.template(("" if not i else ", ") + "{X}", _mention(rng, cond), cond.code)
-    secondary = [c for c in p.chronic if rng.random() < 0.6]
+    t.template("{X}", _mention(rng, p.primary), p.primary.code)
+    secondary = p.chronic[-1:] if rng.random() < 0.2 else []
     if secondary:
         t.add(rng.choice(["\nSecondary: ", "\n\nSecondary diagnoses:\n", "\nSECONDARY: "]))
         for i, cond in enumerate(secondary):
@@ -335,11 +326,7 @@ def _discharge(rng: random.Random, t: _Text, p: Patient) -> None:
         t.template(rng.choice(["Code status: {X}\n", "CODE STATUS: {X}\n"]), _mention(rng, BY_CODE["Z66"]), "Z66")
     else:
         t.add(rng.choice(["Code status: Full code\n", "CODE STATUS: Full\n"]))
-    t.add(
-        "\nFollowup Instructions:\n"
-        f"Please follow up with Dr. [**Last Name (STitle) {rng.choice(_FIRST_NAMES)}**] "
-        f"in {rng.randint(1, 3)} weeks.\n"
-    )
+    t.add("\n")
 
 
 def _radiology(rng: random.Random, p: Patient) -> ChartNote:

@@ -38,10 +38,23 @@ CONDITIONS_FILE = "conditions.yaml"
 MAX_FORM_WORDS = 5  # longer titles ("... without current pathological fracture") are not what notes say
 
 
-def says(text: str, phrase: str) -> bool:
+def _word(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
+
+
+def says(text: str, phrase: str, *, folded: bool = False) -> bool:
     """Whether `text` holds `phrase` as whole words, case aside: how the demo decides that a note (or a
-    longer name) already uses a surface form ("esophageal reflux" in "gastro-esophageal reflux disease")."""
-    return re.search(rf"(?<!\w){re.escape(phrase.casefold())}(?!\w)", text.casefold()) is not None
+    longer name) already uses a surface form ("esophageal reflux" in "gastro-esophageal reflux disease").
+    `folded`: the text is case-folded already (a corpus's worth of text is folded once, not per phrase)."""
+    text = text if folded else text.casefold()
+    phrase = phrase.casefold()
+    start = text.find(phrase)
+    while start != -1:  # str.find, then the word boundaries: far faster than a regex over megabytes
+        end = start + len(phrase)
+        if (start == 0 or not _word(text[start - 1])) and (end == len(text) or not _word(text[end])):
+            return True
+        start = text.find(phrase, start + 1)
+    return False
 
 
 def package_forms(code: str) -> list[str]:
@@ -100,11 +113,24 @@ class _ConditionsFile(BaseModel):
     conditions: list[_ConditionSpec] = Field(min_length=1)
     prevalence: list[str]
     companions: dict[str, str]
+    rare: list[str] = []
+    held_out_codes: list[str] = []
 
 
-def load_conditions(text: str | None = None) -> tuple[tuple[Condition, ...], list[str], dict[str, str]]:
-    """The conditions table, prevalence order and companions, checked: every code named in `prevalence` or
-    `companions` must be a condition of the table, and no code may appear twice."""
+@dataclass(frozen=True)
+class Table:
+    conditions: tuple[Condition, ...]
+    prevalence: list[str]
+    companions: dict[str, str]
+    rare: tuple[str, ...]
+    """Codes a training chart holds only now and then (a few training spans each)."""
+    held_out: tuple[str, ...]
+    """Codes no training chart holds (validation and test charts do)."""
+
+
+def load_conditions(text: str | None = None) -> Table:
+    """The conditions table, prevalence order, companions and the tail, checked: every code named anywhere must
+    be a condition of the table, no code may appear twice, and the rare and held-out codes are distinct."""
     text = text if text is not None else resources.files("sclcoder.demo").joinpath(CONDITIONS_FILE).read_text("utf-8")
     try:
         spec = _ConditionsFile.model_validate(yaml.safe_load(text))
@@ -124,13 +150,18 @@ def load_conditions(text: str | None = None) -> tuple[tuple[Condition, ...], lis
             if owner.setdefault(form, c.code) != c.code:
                 raise SclError(f"{form!r} names both {owner[form]} and {c.code}", path=CONDITIONS_FILE)
     duplicated = {code for code in known if known.count(code) > 1}
-    unknown = [code for code in [*spec.prevalence, *spec.companions, *spec.companions.values()] if code not in known]
+    named = [*spec.prevalence, *spec.companions, *spec.companions.values(), *spec.rare, *spec.held_out_codes]
+    unknown = [code for code in named if code not in known]
     if duplicated or unknown:
         problem = f"codes listed twice: {sorted(duplicated)}" if duplicated else f"codes not in the table: {unknown}"
         raise SclError(problem, path=CONDITIONS_FILE)
-    return conditions, spec.prevalence, spec.companions
+    if both := set(spec.rare) & set(spec.held_out_codes):
+        raise SclError(f"codes both rare and held out: {sorted(both)}", path=CONDITIONS_FILE)
+    return Table(conditions, spec.prevalence, spec.companions, tuple(spec.rare), tuple(spec.held_out_codes))
 
 
 # `{X}` marks the annotated mention; `{med}` a medication; other slots are filled with numbers.
-CONDITIONS, PREVALENCE, COMPANIONS = load_conditions()
+TABLE = load_conditions()
+CONDITIONS, PREVALENCE, COMPANIONS = TABLE.conditions, TABLE.prevalence, TABLE.companions
+TAIL = frozenset(TABLE.rare) | frozenset(TABLE.held_out)
 BY_CODE = {c.code: c for c in CONDITIONS}

@@ -29,6 +29,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+from collections import Counter
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -47,14 +48,15 @@ from sclcoder.data.corpus_folder import (
     UNSEEN_SPLIT,
     read_manifest,
 )
+from sclcoder.data.readers import DISCHARGE
 from sclcoder.demo.charts import write_chart
-from sclcoder.demo.conditions import CONDITIONS_FILE, says
+from sclcoder.demo.conditions import CONDITIONS_FILE, TABLE, says
 from sclcoder.errors import SclError
 from sclcoder.files import atomic_dir, check_replaceable
 from sclcoder.recipe import DemoSource, Recipe
 
-UNSEEN_SHARE = 0.05  # of the corpus's admission count, written on top of it (train/val/test stay as they are)
-GENERATOR_VERSION = 4  # bump when the generator changes: corpora written by another version are rebuilt
+UNSEEN_SHARE = 0.075  # of the corpus's admission count, written on top of it (train/val/test stay as they are)
+GENERATOR_VERSION = 5  # bump when the generator changes: corpora written by another version are rebuilt
 
 
 @dataclass
@@ -65,6 +67,7 @@ class DemoSummary:
     spans: int
     codes: int
     splits: dict[str, int]
+    statistics: dict[str, Any]
 
 
 def generate_demo(
@@ -83,10 +86,24 @@ def generate_demo(
     n_notes = n_spans = 0
     codes_seen: set[str] = set()
     n_unseen = max(1, round(UNSEEN_SHARE * n_charts))
+    # the split of each admission is drawn first: a chart for validation or test may hold held-out codes
+    order = [300000 + i for i in range(n_charts)]
+    random.Random(seed + 1).shuffle(order)
+    n_test = n_val = max(1, round(0.15 * n_charts))
+    split_ids = {
+        "test": order[:n_test],
+        "val": order[n_test : n_test + n_val],
+        "train": order[n_test + n_val :],
+        UNSEEN_SPLIT: [300000 + i for i in range(n_charts, n_charts + n_unseen)],
+    }
+    tail = tail_codes(split_ids)
     for i in range(n_charts + n_unseen):
         hadm_id, note_id = 300000 + i, 5_000_000 + 10 * i
         chart = {"hadm_id": hadm_id, "comment": "", "notes": []}
-        written = write_chart(rng) if i < n_charts else write_chart(unseen_rng, unseen_phrases=True)
+        if i < n_charts:
+            written = write_chart(rng, tail=tail.get(hadm_id, ()))
+        else:
+            written = write_chart(unseen_rng, unseen_phrases=True, tail=tail.get(hadm_id, ()))
         for nid, note in enumerate(written, start=note_id):
             texts.append((nid, hadm_id, note.category, note.description, note.text))
             negations.extend({"note_id": nid, "begin": b, "end": e, "code": c} for b, e, c in note.negated)
@@ -113,15 +130,7 @@ def generate_demo(
             codes_seen |= {code for _, _, code in note.spans}
         charts.append(chart)
 
-    order = [c["hadm_id"] for c in charts[:n_charts]]
-    random.Random(seed + 1).shuffle(order)
-    n_test = n_val = max(1, round(0.15 * n_charts))
-    split_ids = {
-        "test": order[:n_test],
-        "val": order[n_test : n_test + n_val],
-        "train": order[n_test + n_val :],
-        UNSEEN_SPLIT: [c["hadm_id"] for c in charts[n_charts:]],
-    }
+    stats = corpus_statistics(charts, texts, split_ids)
     overlap = phrase_overlap(texts, charts, split_ids)
     if overlap["shared"]:
         raise SclError(f"unseen surface forms occur in training notes: {overlap['shared'][:5]}", path=CONDITIONS_FILE)
@@ -150,17 +159,82 @@ def generate_demo(
             "charts": n_charts,
             "seed": seed,
             "unseen_phrase_overlap": {k: overlap[k] for k in ("evidence_strings", "in_training_notes")},
+            "statistics": stats,
         }
-        (tmp / MANIFEST).write_text(json.dumps(manifest) + "\n", encoding="utf-8")
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
         (tmp / "README.md").write_text(
-            f"Synthetic sclcoder demo corpus (seed {seed}, {n_charts} admissions). Not patient data.\n"
-            "Read it with the MDACE reader, e.g.\n\n"
+            f"Synthetic sclcoder demo corpus (generator version {GENERATOR_VERSION}, seed {seed}, {n_charts} "
+            "admissions). Not patient data.\n\n"
+            + "\n".join(describe_statistics(stats))
+            + "\n\nRead it with the MDACE reader, e.g.\n\n"
             "    sclcoder data convert demo --corpus THIS_DIR --split test -o demo-test.jsonl\n",
             encoding="utf-8",
         )
     return DemoSummary(
-        Path(out_dir), n_charts, n_notes, n_spans, len(codes_seen), {k: len(v) for k, v in split_ids.items()}
+        Path(out_dir), n_charts, n_notes, n_spans, len(codes_seen), {k: len(v) for k, v in split_ids.items()}, stats
     )
+
+
+def tail_codes(split_ids: dict[str, list[int]]) -> dict[int, tuple[str, ...]]:
+    """Which admissions get which codes of the tail: each rare code one training chart (a span or two of it in
+    training), spread over the split; in the validation and test splits, a rare code every 4th chart and a
+    held-out code every 5th, in rotation, so that their scores rest on several mentions each."""
+    training = sorted(split_ids["train"])
+    out: dict[int, tuple[str, ...]] = {
+        training[k * len(training) // len(TABLE.rare)]: (code,) for k, code in enumerate(TABLE.rare)
+    }
+    evaluation = sorted(h for name, ids in split_ids.items() if name != "train" for h in ids)
+    for i, hadm in enumerate(evaluation):
+        codes = ()
+        if i % 4 == 1:
+            codes += (TABLE.rare[(i // 4) % len(TABLE.rare)],)
+        if i % 5 == 0:
+            codes += (TABLE.held_out[(i // 5) % len(TABLE.held_out)],)
+        if codes:
+            out[hadm] = codes
+    return out
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
+
+
+def corpus_statistics(
+    charts: list[dict], texts: list[tuple[int, int, str, str, str]], split_ids: dict[str, list[int]]
+) -> dict[str, Any]:
+    """The distributions a reader checks the corpus against (discharge summaries: characters, evidence spans
+    and codes per note), and the tail: codes with at most 3 training spans, held-out codes never in training."""
+    text_of = {nid: body for nid, _, category, _, body in texts if category == DISCHARGE}
+    summaries = [(c["hadm_id"], n) for c in charts for n in c["notes"] if n["note_id"] in text_of]
+    lengths = [len(text_of[n["note_id"]]) for _, n in summaries]
+    spans = [len(n["annotations"]) for _, n in summaries]
+    codes = [len({a["code"] for a in n["annotations"]}) for _, n in summaries]
+    training = set(split_ids["train"])
+    train_spans: Counter[str] = Counter(
+        a["code"] for hadm, n in summaries if hadm in training for a in n["annotations"]
+    )
+    all_codes = {a["code"] for _, n in summaries for a in n["annotations"]}
+    return {
+        "discharge_summaries": len(summaries),
+        "characters": {"median": _quantile(lengths, 0.5), "p90": _quantile(lengths, 0.9), "max": max(lengths)},
+        "evidence_spans_per_note": {"median": _quantile(spans, 0.5), "p90": _quantile(spans, 0.9)},
+        "codes_per_note": {"median": _quantile(codes, 0.5), "p90": _quantile(codes, 0.9)},
+        "rare_codes": sorted(c for c in all_codes if 0 < train_spans[c] <= 3),
+        "codes_absent_from_training": sorted(all_codes - set(train_spans)),
+    }
+
+
+def describe_statistics(stats: dict[str, Any]) -> list[str]:
+    """The statistics as lines for a terminal or a README."""
+    ch, sp, co = stats["characters"], stats["evidence_spans_per_note"], stats["codes_per_note"]
+    return [
+        f"{stats['discharge_summaries']} discharge summaries: characters median {ch['median']:.0f}, p90 "
+        f"{ch['p90']:.0f}, max {ch['max']}; evidence spans per note median {sp['median']:.0f} (p90 {sp['p90']:.0f}); "
+        f"codes per note median {co['median']:.0f} (p90 {co['p90']:.0f})",
+        f"codes with at most 3 training spans: {', '.join(stats['rare_codes']) or 'none'}; codes in no training "
+        f"note: {', '.join(stats['codes_absent_from_training']) or 'none'}",
+    ]
 
 
 def phrase_overlap(
@@ -181,7 +255,7 @@ def phrase_overlap(
             for a in n["annotations"]
         }
     )
-    shared = [x for x in strings if says(training, x)]
+    shared = [x for x in strings if says(training, x, folded=True)]
     return {"evidence_strings": len(strings), "in_training_notes": len(shared), "shared": shared}
 
 

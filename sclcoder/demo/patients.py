@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from sclcoder.demo.conditions import BY_CODE, COMPANIONS, CONDITIONS, PREVALENCE, Condition
+from sclcoder.demo.conditions import BY_CODE, COMPANIONS, CONDITIONS, PREVALENCE, TAIL, Condition
 
 _RANK = {code: i for i, code in enumerate(PREVALENCE)}
 _COMPANION_ONLY = set(COMPANIONS.values())
@@ -77,15 +77,21 @@ class Patient:
         return self.acute[0]
 
 
-def sample_patient(rng: random.Random) -> Patient:
+def sample_patient(rng: random.Random, *, tail: tuple[str, ...] = ()) -> Patient:
+    """One admission, with the codes of the tail it is given (the corpus places them: sclcoder.demo.corpus)."""
     sex = rng.choice("MF")
     age = rng.randint(38, 92)
-    acute_pool = [c for c in CONDITIONS if c.acute]
+    acute_pool = [c for c in CONDITIONS if c.acute and c.code not in TAIL]
     chronic_pool = [
-        c for c in CONDITIONS if not c.acute and c.code not in _COMPANION_ONLY | _SPECIAL and c.sex in (None, sex)
+        c
+        for c in CONDITIONS
+        if not c.acute and c.code not in _COMPANION_ONLY | _SPECIAL | TAIL and c.sex in (None, sex)
     ]
-    acute = _weighted_sample(rng, acute_pool, rng.choice([1, 1, 1, 2, 2, 3]))
-    chronic = _weighted_sample(rng, chronic_pool, rng.randint(1, 6))
+    acute = _weighted_sample(rng, acute_pool, rng.choice([1, 2, 2, 2, 3, 3]))
+    chronic = _weighted_sample(rng, chronic_pool, rng.randint(4, 10))
+    for pick in (BY_CODE[code] for code in tail):
+        if pick.sex in (None, sex):
+            (acute if pick.acute else chronic).append(pick)
     extras: list[Condition] = []
     for cond in acute + chronic:
         companion = COMPANIONS.get(cond.code)

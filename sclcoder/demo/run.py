@@ -119,7 +119,7 @@ def run_demo(
         ensure_demo(corpus)
         test_notes, unseen_notes = root / "test-notes.jsonl", root / "test-unseen-notes.jsonl"
         write_documents(test_notes, read_demo(corpus, split="test")[: defaults.DEMO_TEST_NOTES])
-        write_documents(unseen_notes, read_demo(corpus, split=UNSEEN_SPLIT))
+        write_documents(unseen_notes, read_demo(corpus, split=UNSEEN_SPLIT)[: defaults.DEMO_UNSEEN_NOTES])
     with clock.stage("prepare the base model"):
         resolve_model(recipe.model.model_name_or_path)
     with clock.stage("build SCL dataset"):
@@ -141,8 +141,9 @@ def run_demo(
         reports = {}
         for split, path, folder in (("test", preds_path, "eval"), (UNSEEN_SPLIT, unseen_preds, "eval-unseen")):
             gold = gold_demo(corpus, split=split)
-            if split == "test":  # the notes predicted: the first DEMO_TEST_NOTES, in the split's order
-                gold = replace(gold, docs=gold.docs[: defaults.DEMO_TEST_NOTES])
+            # the notes predicted: the first of each split, in the split's order
+            limit = defaults.DEMO_TEST_NOTES if split == "test" else defaults.DEMO_UNSEEN_NOTES
+            gold = replace(gold, docs=gold.docs[:limit])
             preds, info = load_predictions(path, gold)
             reports[split] = evaluate(gold, preds, info, seen_codes=set(adapter.record.codes))
             write_report(reports[split], root / folder)

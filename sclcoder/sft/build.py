@@ -143,7 +143,13 @@ def mix(pools: dict[str, list[Example]], data: DataSection, rng: random.Random) 
     spans = _take(pools.get("span", []), data.span.fraction, data.span.max_examples, rng)
     n_neg = round(len(spans) * data.span.negative_rate)
     negatives = _take(pools.get("negative", []), 1.0, n_neg, rng)
-    documents = _take(pools.get("document", []), 1.0, data.document.max_examples, rng)
+    documents = pools.get("document", [])
+    if data.document.empty_window_rate < 1.0:  # most windows of a long note hold no evidence at all
+        coded = [ex for ex in documents if ex.targets]
+        documents = coded + _take(
+            [ex for ex in documents if not ex.targets], data.document.empty_window_rate, None, rng
+        )
+    documents = _take(documents, 1.0, data.document.max_examples, rng)
     synthetic = _take(pools.get("synthetic", []), data.synthesis.fraction, data.synthesis.max_examples, rng)
     mixed = spans + negatives + documents + synthetic
     rng.shuffle(mixed)
