@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Callable
 
+import bench_confidence
 import bench_data
 import bench_eval
 import bench_grounding
@@ -36,7 +37,9 @@ def demo() -> str:
     )
 
 
-def main() -> None:
+def main(only: list[str]) -> None:
+    """Every section, or those named (`python benchmarks/run_all.py confidence predict`): each is written into
+    results.md as it finishes, so a stopped run keeps what it measured and can go on with the rest."""
     started = time.perf_counter()
     sections: list[tuple[str, Callable[[], str]]] = [
         ("precision", bench_precision.run),
@@ -45,8 +48,18 @@ def main() -> None:
     ]
     if not (DEMO_ADAPTER / "sclcoder.json").exists():
         sections.append(("demo", demo))
-    sections += [("predict", bench_predict.run), ("inference", bench_inference.run), ("grounding", bench_grounding.run)]
+    sections += [
+        ("confidence", bench_confidence.run),
+        ("predict", bench_predict.run),
+        ("inference", bench_inference.run),
+        ("grounding", bench_grounding.run),
+    ]
+    unknown = set(only) - {name for name, _ in sections} - {"demo"}
+    if unknown:
+        sys.exit(f"unknown section(s) {', '.join(sorted(unknown))}; sections: {', '.join(n for n, _ in sections)}")
     for name, make in sections:
+        if only and name not in only and name != "demo":  # the demo trains the adapter the others measure
+            continue
         begun = time.perf_counter()
         text = make()
         heading, _, body = text.partition("\n")
@@ -56,4 +69,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

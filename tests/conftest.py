@@ -112,25 +112,27 @@ def tiny_adapter(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, dem
 
 
 @pytest.fixture(scope="session")
+def tiny_dataset(tiny_adapter: Path) -> Path:
+    """The dataset the tiny adapter was trained on, for tests that train with the same recipe (read-only)."""
+    path = tiny_adapter.parent / "dataset"
+    assert (path / "build.json").exists()
+    return path
+
+
+@pytest.fixture(scope="session")
 def vllm_server(tiny_model: Path, tiny_adapter: Path, tmp_path_factory: pytest.TempPathFactory):
-    """vLLM's own OpenAI-compatible server on loopback, once per session: the tiny model as `tiny` and the
-    tiny adapter as `adapter`."""
-    from sclcoder.infer.server import ServerSpec, start_server, stop_server, wait_until_ready
+    """vLLM's own OpenAI-compatible server on loopback, once per session, as `sclcoder serve` starts it for the
+    tiny adapter on CPU: merged into its base weights, served as `adapter` (float32, eager, like vllm_engine)."""
+    import dataclasses
+
+    from sclcoder.artifacts import open_adapter
+    from sclcoder.infer.serve import server_spec
+    from sclcoder.infer.server import start_server, stop_server, wait_until_ready
 
     log = tmp_path_factory.mktemp("vllm") / "server.log"
-    spec = ServerSpec(
-        model=str(tiny_model),
-        host="127.0.0.1",
-        port=free_port(),
-        cpu_kv_cache_gb=1,
-        served_model_name="tiny",
-        max_model_len=2048,
-        dtype="float32",
-        enforce_eager=True,
-        lora_name="adapter",
-        lora_path=str(tiny_adapter),
-        max_lora_rank=8,
-    )
+    spec = server_spec(open_adapter(tiny_adapter), host="127.0.0.1", port=free_port(), name="adapter")
+    assert spec.lora_path is None and spec.served_model_name == "adapter"  # merged on CPU, as predict does
+    spec = dataclasses.replace(spec, max_model_len=2048, dtype="float32", enforce_eager=True, cpu_kv_cache_gb=1)
     proc = start_server(spec, log)
     try:
         wait_until_ready(spec.base_url, proc, timeout=300, log_path=str(log))
@@ -147,5 +149,19 @@ def vllm_engine(tiny_model: Path):
 
     settings = PredictSection(max_model_len=2048, dtype="float32", enforce_eager=True, cpu_kv_cache_gb=1)
     engine = VllmEngine(str(tiny_model), settings, max_lora_rank=8)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="session")
+def scoring_engine(tiny_model: Path, vllm_engine):
+    """A second in-process engine on the tiny model, without LoRA (vLLM scores no prompt with LoRA enabled):
+    tests load the merged weights they need (`load_weights`), as task_eval does while training. It lives as long
+    as vllm_engine: closing one in-process vLLM engine tears down the distributed state the other runs on."""
+    from sclcoder.infer.settings import base_engine
+    from sclcoder.recipe import PredictSection
+
+    settings = PredictSection(max_model_len=2048, dtype="float32", enforce_eager=True, cpu_kv_cache_gb=1)
+    engine = base_engine(str(tiny_model), settings)
     yield engine
     engine.close()

@@ -10,7 +10,7 @@ import yaml
 from sclcoder.endpoints import free_port  # noqa: F401  (tests import it from here)
 
 # The session demo corpus; recipes that point at it must say so, or ensure_demo refuses the mismatch.
-DEMO_CHARTS, DEMO_SEED = 80, 7
+DEMO_CHARTS, DEMO_SEED = 40, 7
 
 
 def processes_with(marker: str) -> list[int]:
@@ -55,7 +55,17 @@ def write_recipe(tmp_path: Path, model: Path, corpus: Path, **data_overrides) ->
     return path
 
 
-def tiny_recipe(tmp_path: Path, tiny_model: Path, demo_corpus: Path, name: str = "run", **train_overrides) -> Path:
+def tiny_recipe(
+    tmp_path: Path,
+    tiny_model: Path,
+    demo_corpus: Path,
+    name: str = "run",
+    *,
+    dataset: Path | None = None,
+    **train_overrides,
+) -> Path:
+    """The recipe of the session's tiny adapter, with `train` keys overridden; `dataset`: a dataset this recipe
+    already built (the tiny adapter's), read instead of building the same one again."""
     path = write_recipe(
         tmp_path,
         tiny_model,
@@ -78,7 +88,7 @@ def tiny_recipe(tmp_path: Path, tiny_model: Path, demo_corpus: Path, name: str =
         "seed": 1,
         **train_overrides,
     }
-    recipe["data"]["dataset_dir"] = None
+    recipe["data"]["dataset_dir"] = str(dataset) if dataset else None
     out = tmp_path / f"{name}.yaml"
     out.write_text(yaml.safe_dump(recipe))
     return out
@@ -144,3 +154,19 @@ class ScriptedTeacher:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def assert_same_codes(a: list[dict], b: list[dict], tolerance: float = 1e-3) -> None:
+    """Two predictions files' codes: the same codes and evidence, and confidences (and supports) that agree to
+    `tolerance` (two engines in float32 round differently; the answers must not differ)."""
+    scores = ("confidence", "support")
+
+    def fixed(rows: list[dict]) -> list:
+        return [[{k: v for k, v in c.items() if k not in scores} for c in r["codes"]] for r in rows]
+
+    assert fixed(a) == fixed(b)
+    for ra, rb in zip(a, b, strict=True):
+        for ca, cb in zip(ra["codes"], rb["codes"], strict=True):
+            for key in scores:
+                x, y = ca.get(key), cb.get(key)
+                assert (x is None) == (y is None) and (x is None or abs(x - y) < tolerance), (ca["code"], key, x, y)

@@ -69,11 +69,13 @@ def test_every_stage_is_a_package_with_its_modules() -> None:
             "grounding",
             "predictions",
             "answers",
+            "confidence",
+            "support",
             "coder",
             "predict",
             "serve",
         },
-        "eval": {"metrics", "scores", "faithfulness", "gold", "evaluate", "report", "audit"},
+        "eval": {"metrics", "scores", "calibration", "faithfulness", "gold", "evaluate", "report", "audit"},
         "demo": {"corpus", "charts", "filler", "patients", "conditions", "run"},
     }.items():
         present = {p.stem for p in (PACKAGE / stage).glob("*.py")} - {"__init__"}

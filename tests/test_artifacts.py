@@ -79,7 +79,11 @@ def test_a_merged_model_folder_opens_as_a_model_and_serves_without_lora(tmp_path
     spec = server_spec(merged, host="127.0.0.1", port=8123, name="coder")
     assert (spec.model, spec.served_model_name, spec.lora_path) == (str(merged.path), "coder", None)
     assert "--enable-lora" not in spec.command()
-    lora = server_spec(open_adapter(tiny_adapter), host="127.0.0.1", port=8123, name="coder")
+    adapter = open_adapter(tiny_adapter)
+    on_cpu = server_spec(adapter, host="127.0.0.1", port=8123, name="coder")  # auto: merged, as predict runs it
+    assert (on_cpu.model, on_cpu.lora_path) == (str(merged_model(adapter)), None)
+    assert "--enable-lora" not in on_cpu.command()
+    lora = server_spec(adapter, host="127.0.0.1", port=8123, name="coder", merge_adapter="never")
     assert lora.lora_path == str(tiny_adapter) and "--enable-lora" in lora.command()
 
 

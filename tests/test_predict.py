@@ -27,15 +27,21 @@ from sclcoder.infer.answers import note_line
 from sclcoder.infer.engine import EndpointEngine, Generation, Sampling
 from sclcoder.infer.predict import predict
 from sclcoder.recipe import PredictSection
-from tests.helpers import processes_with
+from tests.helpers import assert_same_codes, processes_with
 
 LINE_SCHEMA = json.loads(resources.files("sclcoder").joinpath("schemas", "prediction.schema.json").read_text())
+
+
+NOTE_CHARS = 1500
+"""Engine tests read the opening of each demo note (header, history, the first coded mentions): whole notes
+of corpus v5 run to thousands of tokens, and what these tests check does not need them (the long-note test
+joins several)."""
 
 
 def _notes(tmp_path: Path, demo_corpus: Path, n: int) -> Path:
     docs = read_demo(demo_corpus, split="test")[:n]
     path = tmp_path / "notes.jsonl"
-    path.write_text("".join(json.dumps({"id": d.id, "text": d.text}) + "\n" for d in docs))
+    path.write_text("".join(json.dumps({"id": d.id, "text": d.text[:NOTE_CHARS]}) + "\n" for d in docs))
     return path
 
 
@@ -165,7 +171,7 @@ def test_the_engine_writes_only_quotes_of_the_window_and_allowed_codes(demo_corp
 @pytest.mark.engine
 def test_a_long_note_is_split_into_overlapping_windows(tmp_path, demo_corpus, tiny_adapter, vllm_engine) -> None:
     docs = read_demo(demo_corpus, split="test")
-    long_text = "\n\n".join(d.text for d in docs[:3])  # far above the adapter's 256-token windows
+    long_text = docs[0].text  # a whole discharge summary of corpus v5: thousands of tokens, many 256-token windows
     (tmp_path / "long.jsonl").write_text(json.dumps({"id": "long", "text": long_text}) + "\n")
     predict(
         tmp_path / "long.jsonl",
@@ -196,15 +202,46 @@ def test_cut_answers_are_errors_in_the_line(tmp_path, demo_corpus, tiny_adapter,
 
 
 @pytest.mark.engine
-def test_endpoint_gives_the_same_answers(tmp_path, demo_corpus, tiny_adapter, vllm_engine, vllm_server) -> None:
+def test_endpoint_gives_the_same_answers(
+    tmp_path, demo_corpus, tiny_adapter, vllm_engine, vllm_server, scoring_engine
+) -> None:
+    from sclcoder.infer.coder import NoteCoder
+    from sclcoder.infer.merge import merged_weights, peft_model
+    from sclcoder.infer.predictions import CodePrediction, PredictionLine, Quote
+    from sclcoder.infer.support import with_support
+
     notes = _notes(tmp_path, demo_corpus, 4)
     predict(notes, tmp_path / "local.jsonl", adapter=open_adapter(tiny_adapter), settings=SETTINGS, engine=vllm_engine)
     remote = EndpointEngine(vllm_server.base_url, "adapter", SETTINGS)
     predict(notes, tmp_path / "remote.jsonl", adapter=open_adapter(tiny_adapter), settings=SETTINGS, engine=remote)
-    keep = ("id", "codes", "windows", "errors")
-    local = [{k: r[k] for k in keep} for r in _rows(tmp_path / "local.jsonl")]
-    served = [{k: r[k] for k in keep} for r in _rows(tmp_path / "remote.jsonl")]
-    assert local == served  # the per-window grammar travels to the server too
+    keep = ("id", "windows", "errors")
+    local, served = _rows(tmp_path / "local.jsonl"), _rows(tmp_path / "remote.jsonl")
+    assert [{k: r[k] for k in keep} for r in local] == [{k: r[k] for k in keep} for r in served]
+    assert_same_codes(local, served)  # the per-window grammar travels to the server too; confidences to 1e-3
+
+    # support scores: the server's prompt log-probabilities are the in-process engine's, on merged weights both
+    # ways (vLLM scores no prompt with LoRA enabled: one error naming the field)
+    renderer = NoteCoder(open_adapter(tiny_adapter), SETTINGS).renderer
+    texts = {json.loads(x)["id"]: json.loads(x)["text"] for x in notes.read_text().splitlines()}
+    lines = [  # the tiny adapter's answers run until they are cut: codes with quotes are made here
+        PredictionLine(
+            id=i,
+            codes=[
+                CodePrediction(code=code, evidence=[Quote(text=text[b:e], begin=b, end=e, match="exact")])
+                for code, (b, e) in (("I10", (0, 40)), ("E11.9", (100, 160)))
+            ],
+        )
+        for i, text in texts.items()
+    ]
+    scoring_engine.load_weights(merged_weights(peft_model(open_adapter(tiny_adapter))))
+    here = with_support(lines, renderer, scoring_engine, None)
+    there = with_support(lines, renderer, remote, None)
+    assert_same_codes([x.to_json() for x in here], [x.to_json() for x in there])
+    supports = [c.support for x in here for c in x.codes]
+    assert len(supports) == 8 and all(0.0 < s <= 1.0 for s in supports) and len(set(supports)) > 1
+    with pytest.raises(SclError, match="merge_adapter") as err:
+        with_support(lines, renderer, vllm_engine, None)
+    assert err.value.field == "predict.support"
     assert {r["engine"] for r in _rows(tmp_path / "remote.jsonl")} == {"endpoint"}
     # the answers themselves, word for word: the lines alone could agree by both being empty
     from sclcoder.data.documents import read_notes
@@ -218,6 +255,10 @@ def test_endpoint_gives_the_same_answers(tmp_path, demo_corpus, tiny_adapter, vl
     there = remote.generate(requests, schema=None, sampling=sampling, lora_path=None)
     assert [g.text for g in here] == [g.text for g in there]
     assert all(len(g.text) > 100 and g.text.startswith('{"codes":[{"evidence":["') for g in here)
+    # and the log-probabilities confidences are made of: the same tokens, the same numbers to 1e-3 (float32)
+    for a, b in zip(here, there, strict=True):
+        assert a.tokens and b.tokens and [t for t, _ in a.tokens][: len(b.tokens)] == [t for t, _ in b.tokens]
+        assert all(abs(x - y) < 1e-3 for (_, x), (_, y) in zip(a.tokens, b.tokens, strict=False))
 
 
 # ------------------------------------------------------------------------------------- resumable output

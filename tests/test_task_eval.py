@@ -14,10 +14,10 @@ from sclcoder.artifacts import open_adapter
 from sclcoder.backbones import resolve_model
 from sclcoder.errors import SclError
 from sclcoder.infer.predict import predict
-from sclcoder.infer.settings import base_engine, engine_for, predict_settings
+from sclcoder.infer.settings import engine_for, predict_settings
 from sclcoder.recipe import load_recipe
 from sclcoder.task_eval import METRICS, train_and_select
-from tests.helpers import tiny_recipe
+from tests.helpers import assert_same_codes, tiny_recipe
 
 
 def _with_task_eval(path: Path, **task_eval) -> Path:
@@ -28,30 +28,33 @@ def _with_task_eval(path: Path, **task_eval) -> Path:
     return path
 
 
-def test_the_adapter_kept_is_the_best_scored_step(tmp_path: Path, tiny_model: Path, demo_corpus: Path) -> None:
+def test_the_adapter_kept_is_the_best_scored_step(
+    tmp_path: Path, tiny_model: Path, demo_corpus: Path, tiny_dataset: Path, scoring_engine
+) -> None:
     # a high rate, so that the two steps answer differently even where a tiny model says little
-    path = tiny_recipe(tmp_path, tiny_model, demo_corpus, max_steps=2, save_steps=1, learning_rate=3e-2)
+    path = tiny_recipe(
+        tmp_path, tiny_model, demo_corpus, max_steps=2, save_steps=1, learning_rate=3e-2, dataset=tiny_dataset
+    )
     recipe = load_recipe(_with_task_eval(path, eval_steps=1, max_notes=2))
     folder = Path(recipe.train.output_dir) / "task-eval"
-    # an engine handed in (a sweep's, shared by its runs) scores every step and is left running, holding the
-    # last step's weights: what it writes now is what it wrote at step 2
-    shared = base_engine(resolve_model(recipe.model.model_name_or_path), recipe.predict)
-    try:
-        result = train_and_select(recipe, overwrite=True, engine=shared)
-        last_step = (folder / "step-2.predictions.jsonl").read_text().splitlines()
-        predict(folder / "validation-notes.jsonl", tmp_path / "shared.jsonl", adapter=result.adapter, engine=shared)
-        other = recipe.model_copy(deep=True)
-        other.model.model_name_or_path = str(tmp_path)
-        with pytest.raises(SclError, match="engine handed") as err:  # it cannot score another base model
-            train_and_select(other, overwrite=True, engine=shared)
-        assert err.value.field == "model.model_name_or_path"
-        local = recipe.model_copy(deep=True)
-        local.task_eval.engine = "transformers"
-        with pytest.raises(SclError, match="handed in") as err:  # nor go unused beside transformers' generate
-            train_and_select(local, overwrite=True, engine=shared)
-        assert err.value.field == "task_eval.engine"
-    finally:
-        shared.close()
+    # an engine handed in (a sweep's, shared by its runs: here the session's engine on the tiny model's base
+    # weights) scores every step and is left running, holding the last step's weights: what it writes now is
+    # what it wrote at step 2
+    shared = scoring_engine
+    assert shared.model == resolve_model(recipe.model.model_name_or_path)
+    result = train_and_select(recipe, overwrite=True, engine=shared)
+    last_step = (folder / "step-2.predictions.jsonl").read_text().splitlines()
+    predict(folder / "validation-notes.jsonl", tmp_path / "shared.jsonl", adapter=result.adapter, engine=shared)
+    other = recipe.model_copy(deep=True)
+    other.model.model_name_or_path = str(tmp_path)
+    with pytest.raises(SclError, match="engine handed") as err:  # it cannot score another base model
+        train_and_select(other, overwrite=True, engine=shared)
+    assert err.value.field == "model.model_name_or_path"
+    local = recipe.model_copy(deep=True)
+    local.task_eval.engine = "transformers"
+    with pytest.raises(SclError, match="handed in") as err:  # nor go unused beside transformers' generate
+        train_and_select(local, overwrite=True, engine=shared)
+    assert err.value.field == "task_eval.engine"
     now = (tmp_path / "shared.jsonl").read_text().splitlines()
     assert [json.loads(x)["windows"] for x in now] == [json.loads(x)["windows"] for x in last_step]
 
@@ -83,7 +86,7 @@ def test_the_adapter_kept_is_the_best_scored_step(tmp_path: Path, tiny_model: Pa
     during = [json.loads(x) for x in (folder / f"step-{best['step']}.predictions.jsonl").read_text().splitlines()]
     again = [json.loads(x) for x in (tmp_path / "again.jsonl").read_text().splitlines()]
     assert [r["windows"] for r in during] == [r["windows"] for r in again]
-    assert [r["codes"] for r in during] == [r["codes"] for r in again]
+    assert_same_codes(during, again)
     for step in (1, 2):  # and the weights changed between the steps: the engine did not keep serving step 1's
         rows = [json.loads(x) for x in (folder / f"step-{step}.predictions.jsonl").read_text().splitlines()]
         assert len(rows) == 2 and {r["engine"] for r in rows} == {"merged"}
@@ -107,7 +110,7 @@ def test_task_eval_without_validation_notes_is_one_clear_error(
 
 
 def test_an_earlier_better_step_replaces_the_last_one(
-    tmp_path: Path, tiny_model: Path, demo_corpus: Path, monkeypatch
+    tmp_path: Path, tiny_model: Path, demo_corpus: Path, tiny_dataset: Path, monkeypatch
 ) -> None:
     import sclcoder.task_eval as task_eval
     from sclcoder.eval.report import EvalReport
@@ -122,7 +125,7 @@ def test_an_earlier_better_step_replaces_the_last_one(
         scored_steps.append(step)
 
     monkeypatch.setattr(task_eval.TaskEval, "score", score)
-    path = tiny_recipe(tmp_path, tiny_model, demo_corpus, max_steps=2, save_steps=1)
+    path = tiny_recipe(tmp_path, tiny_model, demo_corpus, max_steps=2, save_steps=1, dataset=tiny_dataset)
     recipe = load_recipe(_with_task_eval(path, eval_steps=1, max_notes=1, engine="transformers"))
     result = train_and_select(recipe, overwrite=True)
 

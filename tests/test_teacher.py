@@ -76,7 +76,7 @@ def _teacher_recipe(tmp_path: Path, tiny_model: Path, demo_corpus: Path, endpoin
         "per_code": 2,
         "codes": ["I21.9", "G43.909"],
         "cache_dir": str(tmp_path / "cache"),
-        "teacher": {"endpoint": endpoint, "model": "tiny", "max_tokens": 3, "concurrency": 2, "max_retries": 1},
+        "teacher": {"endpoint": endpoint, "model": "adapter", "max_tokens": 3, "concurrency": 2, "max_retries": 1},
     }
     syn.update(synthesis)
     return write_recipe(

@@ -51,8 +51,10 @@ def test_lora_sft_lowers_the_loss_and_the_adapter_reloads(tiny_adapter: Path, ti
     assert out.shape[1] > ids["input_ids"].shape[1]
 
 
-def test_labels_mask_everything_but_the_answer(tmp_path: Path, tiny_model: Path, demo_corpus: Path) -> None:
-    recipe = load_recipe(tiny_recipe(tmp_path, tiny_model, demo_corpus))
+def test_labels_mask_everything_but_the_answer(
+    tmp_path: Path, tiny_model: Path, demo_corpus: Path, tiny_dataset: Path
+) -> None:
+    recipe = load_recipe(tiny_recipe(tmp_path, tiny_model, demo_corpus, dataset=tiny_dataset))
     dataset = ensure_dataset(recipe)
     trainer = build_trainer(recipe, dataset)
     rows = dataset.load()["train"]
@@ -66,8 +68,10 @@ def test_labels_mask_everything_but_the_answer(tmp_path: Path, tiny_model: Path,
         assert learned.endswith(tok.eos_token) and learned.startswith('{"codes":')
 
 
-def test_batches_made_only_of_empty_answers_are_counted(tmp_path: Path, tiny_model: Path, demo_corpus: Path) -> None:
-    recipe = load_recipe(tiny_recipe(tmp_path, tiny_model, demo_corpus))
+def test_batches_made_only_of_empty_answers_are_counted(
+    tmp_path: Path, tiny_model: Path, demo_corpus: Path, tiny_dataset: Path
+) -> None:
+    recipe = load_recipe(tiny_recipe(tmp_path, tiny_model, demo_corpus, dataset=tiny_dataset))
     trainer = build_trainer(recipe, ensure_dataset(recipe))
     counter, tok = trainer.data_collator, trainer.processing_class
     rows = list(trainer.train_dataset)
@@ -88,11 +92,11 @@ def test_batches_made_only_of_empty_answers_are_counted(tmp_path: Path, tiny_mod
 
 
 def test_scoring_only_answer_positions_leaves_loss_and_gradients_unchanged(
-    tmp_path: Path, tiny_model: Path, demo_corpus: Path, monkeypatch
+    tmp_path: Path, tiny_model: Path, demo_corpus: Path, tiny_dataset: Path, monkeypatch
 ) -> None:
     import trl.trainer.utils as trl_utils
 
-    recipe = load_recipe(tiny_recipe(tmp_path, tiny_model, demo_corpus))
+    recipe = load_recipe(tiny_recipe(tmp_path, tiny_model, demo_corpus, dataset=tiny_dataset))
     trainer = build_trainer(recipe, ensure_dataset(recipe))
     assert trl_utils._use_triton(torch.device("cpu"))  # build_trainer switched TRL to answer positions only
     batch = next(iter(trainer.get_train_dataloader()))
@@ -130,8 +134,8 @@ def test_the_train_section_is_sftconfig_by_name(tmp_path: Path, tiny_model: Path
     assert args.completion_only_loss and args.data_seed == args.seed == 1
 
 
-def test_qlora_4bit_trains_on_cpu(tmp_path: Path, tiny_model: Path, demo_corpus: Path) -> None:
-    path = tiny_recipe(tmp_path, tiny_model, demo_corpus, max_steps=4)
+def test_qlora_4bit_trains_on_cpu(tmp_path: Path, tiny_model: Path, demo_corpus: Path, tiny_dataset: Path) -> None:
+    path = tiny_recipe(tmp_path, tiny_model, demo_corpus, max_steps=4, dataset=tiny_dataset)
     recipe = load_recipe(path, ["quantization.load_in_4bit=true", "quantization.bnb_4bit_compute_dtype=float32"])
     result = train(recipe)
     meta = open_adapter(result.adapter_dir).record
@@ -160,8 +164,10 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-def _deepspeed_recipe(tmp_path: Path, tiny_model: Path, demo_corpus: Path, stage: int, **train) -> Path:
-    path = tiny_recipe(tmp_path, tiny_model, demo_corpus, name=f"zero{stage}", **train)
+def _deepspeed_recipe(
+    tmp_path: Path, tiny_model: Path, demo_corpus: Path, stage: int, dataset: Path | None = None, **train
+) -> Path:
+    path = tiny_recipe(tmp_path, tiny_model, demo_corpus, name=f"zero{stage}", dataset=dataset, **train)
     data = yaml.safe_load(path.read_text())
     data["deepspeed"] = str(REPO / "recipes" / "deepspeed" / f"zero{stage}.json")
     path.write_text(yaml.safe_dump(data))
@@ -242,9 +248,11 @@ def test_two_ranks_zero3_killed_under_torchrun_resumed_under_accelerate(
     assert shards[0] == shards[1] and trainable <= sum(shards) < trainable + 2 * 64, (shards, trainable)
 
 
-def test_one_process_under_deepspeed_without_a_launcher(tmp_path: Path, tiny_model: Path, demo_corpus: Path) -> None:
+def test_one_process_under_deepspeed_without_a_launcher(
+    tmp_path: Path, tiny_model: Path, demo_corpus: Path, tiny_dataset: Path
+) -> None:
     # plain `sclcoder train` with a DeepSpeed recipe on a laptop: DeepSpeed must not go looking for MPI
-    path = _deepspeed_recipe(tmp_path, tiny_model, demo_corpus, 2, max_steps=1)
+    path = _deepspeed_recipe(tmp_path, tiny_model, demo_corpus, 2, dataset=tiny_dataset, max_steps=1)
     env = {k: v for k, v in _env().items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
     proc = subprocess.run(
         [sys.executable, "-m", "sclcoder.cli", "train", str(path)], env=env, capture_output=True, text=True, timeout=600
@@ -266,8 +274,8 @@ def test_a_checkpoint_cut_by_a_kill_is_not_resumed_from(tmp_path: Path) -> None:
     assert [p.name for p in checkpoints(tmp_path)] == ["checkpoint-4", "checkpoint-8"]
 
 
-def test_resume_continues_a_killed_run(tmp_path: Path, tiny_model: Path, demo_corpus: Path) -> None:
-    path = tiny_recipe(tmp_path, tiny_model, demo_corpus, max_steps=16, save_steps=4)
+def test_resume_continues_a_killed_run(tmp_path: Path, tiny_model: Path, demo_corpus: Path, tiny_dataset: Path) -> None:
+    path = tiny_recipe(tmp_path, tiny_model, demo_corpus, max_steps=16, save_steps=4, dataset=tiny_dataset)
     out = tmp_path / "run"
     proc = subprocess.Popen(
         [sys.executable, "-m", "sclcoder.cli", "train", str(path)],

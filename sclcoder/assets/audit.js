@@ -12,6 +12,9 @@ function show(i){
     let b = c.status ? `<span class="badge ${c.status}">${c.status}</span>` : '';
     if (!c.valid) b += `<span class="badge invalid" title="${esc(c.problem||'')}">invalid code</span>`;
     if (c.unaligned.length) b += `<span class="badge unaligned">${c.unaligned.length} unaligned quote(s)</span>`;
+    if (c.confidence !== null && c.confidence !== undefined) b += `<span class="badge conf${c.confidence < 0.5 ? ' low' : ''}" title="the model's probability of writing this code">${Math.round(100*c.confidence)}%</span>`;
+    if (c.support !== null && c.support !== undefined) b += `<span class="badge support${c.support < 0.5 ? ' low' : ''}" title="the model's probability of this code given only its quoted evidence">evidence ${Math.round(100*c.support)}%</span>`;
+    if (c.withheld) b += '<span class="badge withheld" title="below predict.min_confidence: not predicted">withheld</span>';
     const un = c.unaligned.length ? '<div class="errors">not found in the note: ' + c.unaligned.map(q=>'"'+esc(q)+'"').join(', ') + '</div>' : '';
     h += `<div class="code" data-code="${esc(c.code)}"><span class="c">${esc(c.code)}</span>${b}<div>${esc(c.description||'')}</div>${un}</div>`;
   });

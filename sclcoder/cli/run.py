@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -115,6 +116,13 @@ def predict_cmd(
         bool | None, typer.Option(help="Constrain `code` to the adapter's training code list.")
     ] = None,
     drop_invalid_codes: Annotated[bool | None, typer.Option(help="Drop codes that fail validation.")] = None,
+    min_confidence: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="Withhold codes written with less confidence (choose it on validation)."),
+    ] = None,
+    support: Annotated[
+        bool | None, typer.Option(help="Also score each code given only its quoted evidence (one prefill per code).")
+    ] = None,
     skip_invalid: Annotated[bool, typer.Option(help="Skip (and count) bad input lines instead of stopping.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Start the predictions file afresh.")] = False,
     tensor_parallel_size: Annotated[
@@ -135,6 +143,8 @@ def predict_cmd(
     flags = {
         "constrain_codes": constrain_codes,
         "drop_invalid_codes": drop_invalid_codes,
+        "min_confidence": min_confidence,
+        "support": support,
         "tensor_parallel_size": tensor_parallel_size,
     }
     report = predict(
@@ -166,6 +176,12 @@ def predict_cmd(
         console.print(f"[yellow]skipped {report.skipped_input} invalid input line(s)[/]")
 
 
+class MergeChoice(StrEnum):
+    auto = "auto"
+    always = "always"
+    never = "never"
+
+
 @app.command("serve")
 def serve_cmd(
     adapter: Annotated[
@@ -182,6 +198,10 @@ def serve_cmd(
     max_model_len: Annotated[
         int | None, typer.Option(min=128, help="Context length (default: the adapter's recipe).")
     ] = None,
+    merge_adapter: Annotated[
+        MergeChoice | None,
+        typer.Option(help="Serve the adapter merged into its weights (auto: on CPU) or with LoRA per request."),
+    ] = None,
 ) -> None:
     """Start vLLM's OpenAI-compatible server with the model loaded, and print how to call it."""
     from sclcoder.artifacts import open_adapter
@@ -194,6 +214,7 @@ def serve_cmd(
         name=name,
         tensor_parallel_size=tensor_parallel_size,
         max_model_len=max_model_len,
+        merge_adapter=merge_adapter.value if merge_adapter else None,
     )
 
 

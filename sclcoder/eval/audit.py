@@ -65,8 +65,11 @@ def note_view(
     marks = [(q.begin, q.end, c.code, "pred") for c in codes for q in c.evidence if placed(q)]
     marks += [(b, e, code, "gold") for b, e, code in gold_spans]
     items = []
-    for c in codes:
+    withheld = list(line.withheld) if line else []
+    for c in [*codes, *withheld]:
         status = None if gold_codes is None else ("correct" if c.code in gold_codes else "spurious")
+        if c in withheld:  # not predicted: a gold code withheld is a miss, a wrong one withheld is no error
+            status = None if gold_codes is None or c.code not in gold_codes else "missed"
         items.append(
             {
                 "code": c.code,
@@ -76,9 +79,12 @@ def note_view(
                 "status": status,
                 "unaligned": [q.text for q in c.evidence if not placed(q)],
                 "quotes": len(c.evidence),
+                "confidence": c.confidence,
+                "support": c.support,
+                "withheld": c in withheld,
             }
         )
-    for code in sorted((gold_codes or set()) - predicted):
+    for code in sorted((gold_codes or set()) - predicted - {c.code for c in withheld}):
         items.append(
             {
                 "code": code,
@@ -88,6 +94,9 @@ def note_view(
                 "status": "missed",
                 "unaligned": [],
                 "quotes": 0,
+                "confidence": None,
+                "support": None,
+                "withheld": False,
             }
         )
     return {

@@ -13,6 +13,7 @@ from sclcoder.artifacts import Adapter
 from sclcoder.data import codes as codes_mod
 from sclcoder.data.codes import CodeSystem
 from sclcoder.errors import SclError
+from sclcoder.eval.calibration import calibration
 from sclcoder.eval.faithfulness import Faithfulness
 from sclcoder.eval.gold import Gold, MdaceLocation, gold_demo, gold_jsonl, gold_mdace, load_predictions
 from sclcoder.eval.metrics import Prediction, code_metrics, match_types, mdace_evidence_metrics, plausibility
@@ -72,6 +73,8 @@ def evaluate(
         plausibility=plausibility(gold.docs, predictions),
         evidence_match_types=match_types(gold.docs, predictions),
         negated_mentions=negated,
+        calibration=calibration(gold.docs, predictions),
+        support=calibration(gold.docs, predictions, score="support"),
         faithfulness=faithfulness,
     )
     report.seconds = round(time.perf_counter() - started, 3)

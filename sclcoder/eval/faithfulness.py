@@ -2,11 +2,13 @@
 
 For each predicted code with aligned evidence, take the window the model coded (the one holding the code's
 first quote), and score the code's tokens in the answer position: the answer prefix
-``{"codes":[{"evidence":[<the model's quotes>],"code":"`` followed by the code and its closing quote, so
-p(code | input) = exp(sum of those tokens' log-probabilities) under the adapter. Then, averaged over
+``{"codes":[{"evidence":[<the model's quotes>],"code":"`` followed by the code, so
+p(code | input) = exp(sum of those tokens' log-probabilities) under the adapter (sclcoder.infer.support says why
+the closing quote is not scored). Then, averaged over
 (note, code) pairs:
 
-* **sufficiency** = p(code | the quotes alone as input), quotes joined by " ... " (high: the evidence is
+* **sufficiency** = p(code | the quotes alone as input), quotes joined by " ... ", the mean of the codes'
+  support scores that predict can write (sclcoder.infer.support) but over one window's quotes (high: the evidence is
   enough for the decision);
 * **comprehensiveness** = p(code | window) - p(code | window with the quoted spans deleted) (high: the
   decision needs the evidence; near 0: the model would code the same without it).
@@ -19,13 +21,13 @@ p(code | window) - p(code | quotes alone).
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
 from sclcoder.eval.scores import Result
 from sclcoder.infer.engine import VllmEngine
 from sclcoder.infer.predictions import PredictionLine
+from sclcoder.infer.support import JOIN, code_sequence
 from sclcoder.sft.prompts import Renderer
 
 DEFINITION = (
@@ -87,24 +89,13 @@ def pairs_from_predictions(lines: list[PredictionLine], texts: dict[str, str], l
 def faithfulness(
     pairs: list[dict[str, Any]], renderer: Renderer, engine: VllmEngine, lora_path: str | None
 ) -> Faithfulness:
-    tok = renderer.tokenizer
     sequences: list[list[int]] = []
     starts: list[int] = []
     for pair in pairs:
-        prefix = (
-            '{"codes":[{"evidence":'
-            + json.dumps(pair["quotes"], ensure_ascii=False, separators=(",", ":"))
-            + ',"code":"'
-        )
-        answer = tok(prefix + pair["code"] + '"', add_special_tokens=False)["input_ids"]
-        head = tok(prefix, add_special_tokens=False)["input_ids"]
-        shared = next(
-            (i for i, (a, b) in enumerate(zip(head, answer, strict=False)) if a != b), min(len(head), len(answer))
-        )
-        for text in (pair["window"], " ... ".join(pair["quotes"]), _deleted(pair["window"], pair["spans"])):
-            prompt = renderer.prompt_ids(text)
-            sequences.append(prompt + answer)
-            starts.append(len(prompt) + shared)
+        for text in (pair["window"], JOIN.join(pair["quotes"]), _deleted(pair["window"], pair["spans"])):
+            ids, start = code_sequence(renderer, text, pair["quotes"], pair["code"])
+            sequences.append(ids)
+            starts.append(start)
     logps = engine.sequence_logprobs(sequences, starts, lora_path=lora_path) if sequences else []
     full, alone, without = (logps[0::3], logps[1::3], logps[2::3])
     n = len(pairs)

@@ -294,7 +294,10 @@ def predictions_jsonl(path: str | PathLike[str], gold: Gold) -> tuple[list[Predi
                 b, e = quote.begin, quote.end
                 if b is not None and e is not None and b < e:
                     evidence.append(Evidence(b, e, item.code))
-        preds.append(_clean_prediction(doc, Prediction(line.id, codes, sorted(set(evidence))), gold.filters))
+        pred = _clean_prediction(doc, Prediction(line.id, codes, sorted(set(evidence))), gold.filters)
+        pred.confidences = {c.code: c.confidence for c in [*line.codes, *line.withheld]}
+        pred.supports = {c.code: c.support for c in [*line.codes, *line.withheld]}
+        preds.append(pred)
     checks.finish(lines_of_other_kinds=len(preds) - (len(checks.first_line) - len(checks.unknown)))
     summary = PredictionsSummary(
         format="jsonl", path=str(path), evidence_alignment=dict(matches), notes_not_in_gold=len(checks.unknown)

@@ -23,6 +23,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from sclcoder.data.documents import Document, Evidence
 from sclcoder.eval.scores import (
@@ -52,6 +53,15 @@ class Prediction:
     evidence: list[Evidence] = field(default_factory=list)
     text: str | None = None
     group: str | None = None
+    confidences: dict[str, float | None] = field(default_factory=dict)
+    """Every code the model wrote (those withheld by a threshold too) -> its confidence, where known."""
+    supports: dict[str, float | None] = field(default_factory=dict)
+    """The same codes -> the support of their evidence (sclcoder.infer.support), where predict computed it."""
+
+    def written(self, score: Literal["confidence", "support"] = "confidence") -> dict[str, float | None]:
+        """The codes the model wrote, predicted or withheld, with their confidence or support (None: unknown)."""
+        values = self.confidences if score == "confidence" else self.supports
+        return {code: values.get(code) for code in [*self.codes, *self.confidences, *self.supports]}
 
 
 @dataclass

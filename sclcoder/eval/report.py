@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from sclcoder.errors import SclError, validation_error
+from sclcoder.eval.calibration import Calibration
 from sclcoder.eval.faithfulness import Faithfulness
 from sclcoder.eval.metrics import MATCH_TYPES, MDACE_METRICS
 from sclcoder.eval.scores import CodeMetrics, EvidenceMetrics, MatchTypes, Plausibility, Result
@@ -60,6 +61,10 @@ class EvalReport(Result):
     plausibility: Plausibility
     evidence_match_types: MatchTypes
     negated_mentions: NegatedMentions | None = None
+    calibration: Calibration | None = None
+    """Of the codes' confidences, when the predictions carry them (sclcoder.eval.calibration)."""
+    support: Calibration | None = None
+    """The same table for the support of the codes' evidence, when predict computed it (`--support`)."""
     faithfulness: Faithfulness | None = None
     seconds: float = 0.0
 
@@ -136,6 +141,22 @@ def headline(report: EvalReport) -> list[tuple[str, str]]:
         ("evidence match exact / proximate / partial / none / empty", " / ".join(_pct(getattr(t, k).share) for k in
          ("exact", "proximate", "partial", "no_match", "empty")))
     )  # fmt: skip
+    if report.calibration is not None:
+        cal = report.calibration
+        rows.append(
+            (
+                "confidence: calibration error / best threshold (micro F1 there)",
+                f"{_pct(cal.expected_calibration_error)} / {cal.best_threshold:.3f} ({_pct(cal.best_f1)})",
+            )
+        )
+    if report.support is not None:
+        sup = report.support
+        rows.append(
+            (
+                "support: best threshold (micro F1 there)",
+                f"{sup.best_threshold:.3f} ({_pct(sup.best_f1)})",
+            )
+        )
     if report.faithfulness is not None:
         f = report.faithfulness
         rows.append(

@@ -13,6 +13,7 @@ from sclcoder.data.codes import CodeSystem
 from sclcoder.data.documents import Note
 from sclcoder.data.windows import Window
 from sclcoder.errors import CodeError
+from sclcoder.infer.confidence import code_confidences, combine
 from sclcoder.infer.engine import Generation
 from sclcoder.infer.predictions import CodePrediction, PredictionLine, Quote, WindowResult
 from sclcoder.sft.answer import parse_answer
@@ -27,9 +28,12 @@ def note_line(
     fuzzy_threshold: float,
     drop_invalid_codes: bool,
     quote_counts: Counter[str],
+    min_confidence: float | None = None,
 ) -> PredictionLine:
     """One predictions line (without the run's identity fields, which the caller adds): codes unioned across
-    windows, quotes aligned to note offsets; `quote_counts` counts how each quote was placed."""
+    windows with their confidence (sclcoder.infer.confidence), quotes aligned to note offsets; `quote_counts`
+    counts how each quote was placed. Codes less sure than `min_confidence` are withheld, not lost: they move to
+    the line's `withheld` list."""
     errors: list[str] = []
     codes: dict[str, CodePrediction] = {}
     per_window = []
@@ -39,12 +43,17 @@ def note_line(
             problems = [f"answer cut at max_new_tokens ({gen.completion_tokens} tokens)", *problems]
         errors.extend(f"window {i}: {p}" for p in problems)
         items = answer.get("codes", []) if isinstance(answer, dict) else []
+        items = items if isinstance(items, list) else []
+        sure = code_confidences(gen) if answer is not None else None
+        if sure is not None and len(sure) != len(items):
+            sure = None  # the answer's codes cannot be told apart in its tokens: no confidence rather than a wrong one
         aligner = Aligner(note.text[win.begin : win.end], fuzzy_threshold)
         window_codes = []
-        for item in items if isinstance(items, list) else []:
+        for k, item in enumerate(items):
             if not isinstance(item, dict) or not isinstance(item.get("code"), str):
                 continue
             entry = _code_entry(item["code"], system, codes, errors, i)
+            entry.confidence = combine(entry.confidence, sure[k] if sure else None)
             window_codes.append(entry.code)
             taken = {(q.begin, q.end) for q in entry.evidence if q.placed}
             for quote in item.get("evidence") or []:
@@ -63,13 +72,16 @@ def note_line(
                 taken.add((b, e))
                 entry.evidence.append(Quote(text=note.text[b:e], begin=b, end=e, match=hit.match))
         per_window.append(WindowResult(begin=win.begin, end=win.end, codes=window_codes, answer_valid=not problems))
-    kept = []
+    kept, withheld = [], []
     for entry in codes.values():
         if drop_invalid_codes and not entry.valid:
             continue
         entry.evidence.sort(key=lambda q: (not q.placed, q.begin or 0))
-        kept.append(entry)
-    return PredictionLine(id=note.id, codes=kept, windows=per_window, errors=errors)
+        unsure = min_confidence is not None and entry.confidence is not None and entry.confidence < min_confidence
+        (withheld if unsure else kept).append(entry)
+    return PredictionLine(
+        id=note.id, codes=kept, withheld=withheld, min_confidence=min_confidence, windows=per_window, errors=errors
+    )
 
 
 def _code_entry(

@@ -18,6 +18,7 @@ from sclcoder.infer.answers import note_line
 from sclcoder.infer.engine import Engine, Request, Sampling
 from sclcoder.infer.grounding import answer_grammar
 from sclcoder.infer.predictions import PredictionLine, Usage
+from sclcoder.infer.support import with_support
 from sclcoder.recipe import PredictSection
 from sclcoder.sft.answer import answer_schema
 from sclcoder.sft.prompts import PROMPT_FILE, PromptTemplate, Renderer, load_prompt
@@ -118,10 +119,13 @@ class NoteCoder:
                 fuzzy_threshold=self.settings.fuzzy_threshold,
                 drop_invalid_codes=self.settings.drop_invalid_codes,
                 quote_counts=quote_counts,
+                min_confidence=self.settings.min_confidence,
             )
             usage = Usage(
                 prompt_tokens=sum(g.prompt_tokens for g in note_gens),
                 completion_tokens=sum(g.completion_tokens for g in note_gens),
             )
             lines.append(line.model_copy(update={**run, "usage": usage}))
+        if self.settings.support:
+            lines = with_support(lines, self.renderer, engine, lora)
         return lines

@@ -34,6 +34,9 @@ class Generation:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str | None
+    tokens: list[tuple[str, float]] | None = None
+    """Each generated token's text and the model's log-probability of it (under the answer's grammar), in
+    order; None when the engine gave none. What confidences are computed from (sclcoder.infer.confidence)."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,7 @@ class VllmEngine:
                 top_p=sampling.top_p,
                 max_tokens=sampling.max_tokens,
                 structured_outputs=constraint(r),
+                logprobs=0,  # the chosen token's own log-probability
             )
             for r in requests
         ]
@@ -135,6 +139,7 @@ class VllmEngine:
                 len(o.prompt_token_ids or []),
                 len(o.outputs[0].token_ids),
                 o.outputs[0].finish_reason,
+                _token_logprobs(o.outputs[0]),
             )
             for o in outs
         ]
@@ -173,6 +178,17 @@ class VllmEngine:
         del self.llm
 
 
+def _token_logprobs(output: Any) -> list[tuple[str, float]] | None:
+    """(text, log-probability) of each token vLLM generated, from its per-position logprob dicts."""
+    if not output.logprobs:
+        return None
+    pieces = []
+    for token_id, entry in zip(output.token_ids, output.logprobs, strict=True):
+        chosen = entry[token_id]
+        pieces.append((chosen.decoded_token or "", chosen.logprob))
+    return pieces
+
+
 class EndpointEngine:
     """The same requests sent to an OpenAI-compatible server (`sclcoder serve`, a vLLM deployment)."""
 
@@ -206,6 +222,7 @@ class EndpointEngine:
                 max_tokens=sampling.max_tokens,
                 temperature=sampling.temperature,
                 top_p=sampling.top_p,
+                logprobs=True,
                 # vLLM's server takes the per-window grammar as a structured-outputs request field
                 **(
                     {"extra_body": {"structured_outputs": {"grammar": req.grammar}}}
@@ -215,15 +232,51 @@ class EndpointEngine:
             )
             choice = resp.choices[0]
             usage = resp.usage
+            content = choice.logprobs.content if choice.logprobs else None
             return Generation(
                 choice.message.content or "",
                 usage.prompt_tokens if usage else 0,
                 usage.completion_tokens if usage else 0,
                 choice.finish_reason,
+                [(t.token, t.logprob) for t in content] if content else None,
             )
 
         with ThreadPoolExecutor(self.concurrency) as pool:
             return list(pool.map(one, requests))
+
+    def sequence_logprobs(
+        self, sequences: list[list[int]], starts: list[int], lora_path: str | None = None
+    ) -> list[float]:
+        """As VllmEngine.sequence_logprobs, from a vLLM server's completions with `prompt_logprobs` (an extension
+        of vLLM's: another OpenAI-compatible server is one error naming the field)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from openai import APIStatusError
+
+        def one(item: tuple[list[int], int]) -> float:
+            seq, start = item
+            try:
+                resp = self.client.completions.create(
+                    model=self.model, prompt=seq, max_tokens=1, temperature=0.0, extra_body={"prompt_logprobs": 0}
+                )
+            except APIStatusError as exc:
+                raise SclError(
+                    f"the endpoint could not score a sequence for {self.model!r}: HTTP {exc.status_code}",
+                    field="predict.support",
+                    hint="vLLM cannot return prompt log-probabilities with LoRA enabled (vllm-project/vllm#16668): "
+                    "serve merged weights (`sclcoder serve` with predict.merge_adapter=always, the CPU default)",
+                ) from None
+            entries = (resp.choices[0].model_extra or {}).get("prompt_logprobs")
+            if not entries or len(entries) != len(seq):
+                raise SclError(
+                    f"the endpoint returned no prompt log-probabilities for a {len(seq)}-token sequence",
+                    field="predict.support",
+                    hint="support scores need a vLLM server (prompt_logprobs); turn support off for this endpoint",
+                )
+            return sum(entries[pos][str(seq[pos])]["logprob"] for pos in range(start, len(seq)))
+
+        with ThreadPoolExecutor(self.concurrency) as pool:
+            return list(pool.map(one, zip(sequences, starts, strict=True)))
 
     def close(self) -> None:
         self.client.close()

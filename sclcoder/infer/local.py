@@ -9,6 +9,7 @@ batches every window continuously."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -67,15 +68,29 @@ class TransformersEngine:  # an Engine (sclcoder.infer.engine)
                         logits_processor=[LogitsProcessor(grammars)] if grammars[0] is not None else None,
                         pad_token_id=self.pad_id,
                         eos_token_id=self.tokenizer.eos_token_id,
+                        return_dict_in_generate=True,
+                        output_scores=True,  # after the grammar's mask, as vLLM reports its log-probabilities
                     )
-                for r, row in zip(batch, generated[:, width:].tolist(), strict=True):
+                steps = torch.stack(generated.scores, dim=1).float().log_softmax(dim=-1)
+                for i, (r, row) in enumerate(zip(batch, generated.sequences[:, width:].tolist(), strict=True)):
                     stop = self.tokenizer.eos_token_id in row
                     answer = row[: row.index(self.tokenizer.eos_token_id)] if stop else row
                     text = self.tokenizer.decode(answer, skip_special_tokens=True)
-                    out.append(Generation(text, len(r.prompt_ids), len(answer) + stop, "stop" if stop else "length"))
+                    pieces = self._pieces(answer)
+                    logps = [steps[i, k, token].item() for k, token in enumerate(answer)]
+                    tokens = list(zip(pieces, logps, strict=True))
+                    out.append(
+                        Generation(text, len(r.prompt_ids), len(answer) + stop, "stop" if stop else "length", tokens)
+                    )
         finally:
             self.model.train(was_training)
         return out
+
+    def _pieces(self, ids: list[int]) -> list[str]:
+        """Each token's share of the decoded text (prefix differences: byte-level tokens decode only in
+        context)."""
+        texts = [self.tokenizer.decode(ids[:k], skip_special_tokens=True) for k in range(len(ids) + 1)]
+        return [b[len(a) :] if b.startswith(a) else b for a, b in itertools.pairwise(texts)]
 
     def close(self) -> None:
         """Nothing to stop: the model belongs to the caller."""

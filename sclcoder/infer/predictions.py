@@ -63,6 +63,12 @@ class CodePrediction(Line):
     """The code exists in the code system (a model may write one that does not)."""
     problem: str | None = None
     """Why `valid` is false."""
+    confidence: float | None = Field(default=None, ge=0.0, le=1.0)
+    """The probability the model gave to writing this code where it wrote it, the highest over the windows that
+    name it (sclcoder.infer.confidence); null when the engine reported no token log-probabilities."""
+    support: float | None = Field(default=None, ge=0.0, le=1.0)
+    """The probability the model gives this code with only its quoted evidence as the note (sclcoder.infer.support);
+    0 for a code with no quote in the note; null unless predict computed it (`predict.support`)."""
     evidence: list[Quote] = []
 
 
@@ -83,6 +89,10 @@ class PredictionLine(Line):
 
     id: str
     codes: list[CodePrediction]
+    withheld: list[CodePrediction] = []
+    """Codes the model wrote with a confidence below `min_confidence`: not predicted, kept for review."""
+    min_confidence: float | None = None
+    """The threshold this line was written with (predict.min_confidence), if any."""
     windows: list[WindowResult] = []
     errors: list[str] = []
     model: str | None = None

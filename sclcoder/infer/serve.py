@@ -1,5 +1,6 @@
-"""`sclcoder serve`: vLLM's OpenAI-compatible server with a model loaded (for scale-out and tools): an adapter
-on its base weights with LoRA, or a merged model as it is, under the name clients ask for."""
+"""`sclcoder serve`: vLLM's OpenAI-compatible server with a model loaded (for scale-out and tools), under the
+name clients ask for: a merged model as it is; an adapter merged into its base weights or on them with LoRA, as
+predict would run it (`predict.merge_adapter`: merged on CPU, LoRA on GPUs)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from pathlib import Path
 from sclcoder import defaults
 from sclcoder.artifacts import Adapter
 from sclcoder.errors import SclError
+from sclcoder.infer.merge import merged_model
 from sclcoder.infer.server import ServerSpec, start_server, stop_server, wait_until_ready
-from sclcoder.infer.settings import predict_settings
+from sclcoder.infer.settings import merges, predict_settings
 from sclcoder.progress import console
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -25,8 +27,11 @@ def server_spec(
     name: str,
     tensor_parallel_size: int | None = None,
     max_model_len: int | None = None,
+    merge_adapter: str | None = None,
 ) -> ServerSpec:
-    settings = predict_settings(adapter)
+    """How `sclcoder serve` starts vLLM for a model: a merged model as it is, an adapter merged into its base
+    weights or with LoRA per request as `predict.merge_adapter` (or `merge_adapter` here) says."""
+    settings = predict_settings(adapter, {"merge_adapter": merge_adapter})
     common = {
         "host": host,
         "port": port,
@@ -37,6 +42,8 @@ def server_spec(
     }
     if adapter.merged:
         return ServerSpec(model=adapter.base_model, served_model_name=name, **common)
+    if merges(settings):  # as predict serves it: faster on CPU, and able to score prompts (support scores)
+        return ServerSpec(model=str(merged_model(adapter)), served_model_name=name, **common)
     base = adapter.base_model
     return ServerSpec(
         model=base,

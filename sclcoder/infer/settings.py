@@ -42,16 +42,20 @@ def base_engine(model: str, settings: PredictSection, gpu_memory_utilization: fl
     return VllmEngine(model, settings, max_lora_rank=None, gpu_memory_utilization=gpu_memory_utilization)
 
 
-def engine_for(adapter: Adapter, settings: PredictSection) -> VllmEngine:
-    """The in-process engine for a model: a merged model as it is; an adapter merged into its base weights,
-    or with LoRA per request.
+def merges(settings: PredictSection) -> bool:
+    """Whether an adapter is served merged into its base weights (in process and by `sclcoder serve`).
 
     `merge_adapter: auto` merges on CPU, where vLLM's LoRA kernels are several times slower than plain
     weights, and keeps LoRA on GPUs, where one base model can serve many adapters."""
+    return settings.merge_adapter == "always" or (settings.merge_adapter == "auto" and not has_gpu())
+
+
+def engine_for(adapter: Adapter, settings: PredictSection) -> VllmEngine:
+    """The in-process engine for a model: a merged model as it is; an adapter merged into its base weights,
+    or with LoRA per request (see `merges`)."""
     if adapter.merged:
         return VllmEngine(adapter.base_model, settings, max_lora_rank=None)
-    merged = settings.merge_adapter == "always" or (settings.merge_adapter == "auto" and not has_gpu())
-    if merged:
+    if merges(settings):
         return VllmEngine(str(merged_model(adapter)), settings, max_lora_rank=None)
     return VllmEngine(adapter.base_model, settings, max_lora_rank=settings.max_lora_rank or adapter.lora_rank)
 

@@ -17,7 +17,7 @@ from pydantic import Field, field_validator, model_validator
 from sclcoder import defaults
 from sclcoder.errors import SclError
 from sclcoder.files import reading, require_file, resource_path
-from sclcoder.recipe.base import NonNegativeInt, PositiveInt, Section
+from sclcoder.recipe.base import Fraction, NonNegativeInt, PositiveInt, Section
 from sclcoder.recipe.data import DataSection
 
 # ---------------------------------------------------------------------------------------------- model
@@ -148,6 +148,12 @@ class PredictSection(Section):
     constrain_codes: bool = False
     """With `grounding: schema`: narrow the decoded `code` field to the adapter's training code list."""
     drop_invalid_codes: bool = False
+    min_confidence: Fraction | None = None
+    """Withhold codes the model wrote with a confidence below this (moved to the line's `withheld`); choose it on
+    validation notes: `sclcoder eval` reports the threshold that maximises micro F1 there."""
+    support: bool = False
+    """Score every code's evidence alone (sclcoder.infer.support): one short prefill per code, no decoding; needs
+    vLLM, in process or as an endpoint."""
     fuzzy_threshold: Annotated[float, Field(ge=50.0, le=100.0)] = defaults.FUZZY_THRESHOLD
     tensor_parallel_size: PositiveInt = 1
     gpu_memory_utilization: Annotated[float, Field(gt=0.0, le=1.0)] = 0.9
