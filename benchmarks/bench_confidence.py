@@ -92,7 +92,7 @@ def _pairs(lines: list[PredictionLine], gold: dict[str, set[str]], score: str) -
     return [(getattr(c, score) or 0.0, c.code in gold[line.id]) for line in lines for c in line.codes]
 
 
-def _predict(adapter_dir: Path, corpus: Path, out: Path) -> tuple[dict[str, float], dict[str, float]]:
+def _predict(adapter_dir: Path, corpus: Path, out: Path) -> tuple[dict[str, float], dict[str, float], list[str]]:
     """Predict each split, then score the support of its codes; seconds of each. A split already predicted
     with this adapter (its support file and timing on disk) is kept: the bench resumes split by split."""
     adapter = open_adapter(adapter_dir)
@@ -122,13 +122,13 @@ def _predict(adapter_dir: Path, corpus: Path, out: Path) -> tuple[dict[str, floa
                 write_text_atomic(timing_file, json.dumps(timing, indent=1))
         finally:
             engine.close()
-    return {s: timing[s][0] for s in NOTES}, {s: timing[s][1] for s in NOTES}
+    return {s: timing[s][0] for s in NOTES}, {s: timing[s][1] for s in NOTES}, [s for s in NOTES if s not in todo]
 
 
 def run(adapter_dir: Path = DEMO_ADAPTER, corpus: Path = DEMO / "corpus") -> str:
     out = RUNS / "confidence"
     out.mkdir(parents=True, exist_ok=True)
-    seconds, support_seconds = _predict(adapter_dir, corpus, out)
+    seconds, support_seconds, kept = _predict(adapter_dir, corpus, out)
     paths = {s: out / f"{s}-notes.jsonl" for s in NOTES}
     scored = {s: [line for _, line in read_predictions(out / f"{s}-support.jsonl")] for s in NOTES}
     golds = {s: {d.id: set(d.codes) for d in read_documents(paths[s])} for s in NOTES}
@@ -186,7 +186,9 @@ def run(adapter_dir: Path = DEMO_ADAPTER, corpus: Path = DEMO / "corpus") -> str
             "",
             f"Adapter {adapter_dir} (the demo's), merged into its weights (vLLM in process). Notes predicted: "
             f"{NOTES} (the first of each split). Predict, then the support pass on the same engine and lines: "
-            f"{timing}. One run; small samples: read the direction, not the decimals.",
+            f"{timing}"
+            + (f" (splits {', '.join(kept)} predicted by an earlier invocation, kept in {out})" if kept else "")
+            + ". One run; small samples: read the direction, not the decimals.",
             "",
             f"Validation ({NOTES['val']} notes): confidence calibration error "
             f"{100 * cal.expected_calibration_error:.1f}, threshold maximising codes micro F1 **{threshold:.3f}** "
