@@ -45,6 +45,8 @@ BAD_FILES: dict[str, bytes | str | None] = {
     "unknown code": b'{"id": "n1", "text": "HTN", "codes": ["Q99.999"]}\n',
     "prediction of the wrong shape": b'{"id": "n1", "codes": [{"code": 10, "evidence": "HTN"}]}\n',
     "ids that are not numbers": b'{"hadm_id": "x1", "notes": [{"note_id": "abc", "annotations": []}]}',
+    # a good line, then one cut short: skipped in silence, the rest would be read as if nothing happened
+    "a line cut short": json.dumps(GOOD_NOTE).encode() + b'\n{"id": "n2", "text": "Hypertens\n',
 }
 
 
@@ -95,6 +97,14 @@ def test_bad_files_are_one_clear_line_in_every_command(tmp_path: Path, kind: str
         if not isinstance(result.exception, SystemExit) or result.exit_code != 2 or "error:" not in result.output:
             tracebacks.append(f"{name}: exit {result.exit_code}, {type(result.exception).__name__}: {result.exception}")
     assert tracebacks == []
+
+
+def test_a_line_cut_short_is_named_or_counted(tmp_path: Path) -> None:
+    bad = _make(tmp_path, "a line cut short", "input.jsonl")
+    said = runner.invoke(app, _commands(tmp_path, bad)["eval gold"])
+    assert said.exit_code == 2 and "input.jsonl:2" in " ".join(said.output.split())
+    skips = Skips(allowed=True)
+    assert [d.id for d in read_documents(bad, skips=skips)] == ["n1"] and skips.count == 1  # --skip-invalid counts it
 
 
 @pytest.mark.parametrize("where", ["a directory", "under a file"])

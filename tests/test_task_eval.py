@@ -14,7 +14,6 @@ from sclcoder.artifacts import open_adapter
 from sclcoder.backbones import resolve_model
 from sclcoder.errors import SclError
 from sclcoder.infer.predict import predict
-from sclcoder.infer.settings import engine_for, predict_settings
 from sclcoder.recipe import load_recipe
 from sclcoder.task_eval import METRICS, train_and_select
 from tests.helpers import assert_same_codes, tiny_recipe
@@ -75,14 +74,14 @@ def test_the_adapter_kept_is_the_best_scored_step(
     assert json.loads((folder / "history.json").read_text()) == history
 
     # the engine took each step's weights in place: what it wrote is what `predict` writes for the saved
-    # adapter of that step, merged and served by an engine of its own
+    # adapter of that step, read back from disk and merged (an engine given new weights answers as the adapter
+    # does on an engine of its own: test_a_merged_model_predicts_what_its_adapter_predicts)
+    from sclcoder.infer.merge import merged_weights, peft_model
+
     step = folder / f"step-{best['step']}"
     ad = open_adapter(step)
-    engine = engine_for(ad, predict_settings(ad))
-    try:
-        predict(folder / "validation-notes.jsonl", tmp_path / "again.jsonl", adapter=ad, engine=engine)
-    finally:
-        engine.close()
+    shared.load_weights(merged_weights(peft_model(ad)))
+    predict(folder / "validation-notes.jsonl", tmp_path / "again.jsonl", adapter=ad, engine=shared)
     during = [json.loads(x) for x in (folder / f"step-{best['step']}.predictions.jsonl").read_text().splitlines()]
     again = [json.loads(x) for x in (tmp_path / "again.jsonl").read_text().splitlines()]
     assert [r["windows"] for r in during] == [r["windows"] for r in again]
