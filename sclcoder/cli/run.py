@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, get_args
 
 import typer
 
 from sclcoder import defaults
 from sclcoder.cli.app import RecipeArg, SetOpt, app
+from sclcoder.recipe import PredictSection
 
 model_app = typer.Typer(
     no_args_is_help=True, help="Models: prepare the embedded backbone; merge an adapter into its base."
@@ -176,10 +177,9 @@ def predict_cmd(
         console.print(f"[yellow]skipped {report.skipped_input} invalid input line(s)[/]")
 
 
-class MergeChoice(StrEnum):
-    auto = "auto"
-    always = "always"
-    never = "never"
+# the choices of the recipe's predict.merge_adapter, defined there once
+_MERGE_CHOICES = get_args(PredictSection.model_fields["merge_adapter"].annotation)
+MergeChoice = StrEnum("MergeChoice", [(v, v) for v in _MERGE_CHOICES])
 
 
 @app.command("serve")
