@@ -200,7 +200,9 @@ def test_two_ranks_zero3_killed_under_torchrun_resumed_under_accelerate(
     path = _deepspeed_recipe(tmp_path, tiny_model, demo_corpus, 3, max_steps=2, save_steps=1)
     out = tmp_path / "zero3"
     marker = f"SCLCODER_TEST_RUN={tmp_path.name}"  # torchrun starts its ranks in sessions of their own
-    env = _env(**dict([marker.split("=")]))
+    # one thread per rank, as on a node with a core per rank: two ranks of two OpenMP threads each oversubscribe
+    # two cores (this test took 45 s in some runs of the suite and 100 s in others)
+    env = _env(OMP_NUM_THREADS="1", **dict([marker.split("=")]))
     proc = subprocess.Popen(_torchrun(path), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     done = out / "checkpoint-1" / "trainer_state.json"  # written once both ranks saved their shards
     deadline = time.monotonic() + 400
@@ -211,7 +213,9 @@ def test_two_ranks_zero3_killed_under_torchrun_resumed_under_accelerate(
     proc.wait()
     assert done.exists() and not (out / "adapter").exists()
 
-    resumed = subprocess.run(_accelerate(path, "--resume"), env=_env(), capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(
+        _accelerate(path, "--resume"), env=_env(OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=600
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     log = " ".join(resumed.stderr.split())
     assert log.count("precision: ") == 1  # said once, by the main process
