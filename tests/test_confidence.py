@@ -199,3 +199,11 @@ def test_support_needs_an_engine_that_scores_sequences(taught) -> None:
     with pytest.raises(SclError, match="TransformersEngine") as err:
         with_support([PredictionLine(id="x", codes=[_coded("I10", "HTN")])], coder.renderer, engine, None)
     assert err.value.field == "predict.support"
+    # predicting with support on such an engine stops before it decodes anything, not after the first batch
+    decoded = []
+    engine.generate = lambda *a, **k: decoded.append(a)  # type: ignore[method-assign]
+    engine.mode = "merged"
+    supported = NoteCoder(taught, TAUGHT_SETTINGS.model_copy(update={"support": True}))
+    with pytest.raises(SclError, match="TransformersEngine"):
+        supported.code([Note(id="x", text=TAUGHT)], engine)
+    assert decoded == []

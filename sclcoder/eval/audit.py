@@ -66,10 +66,13 @@ def note_view(
     marks += [(b, e, code, "gold") for b, e, code in gold_spans]
     items = []
     withheld = list(line.withheld) if line else []
-    for c in [*codes, *withheld]:
-        status = None if gold_codes is None else ("correct" if c.code in gold_codes else "spurious")
-        if c in withheld:  # not predicted: a gold code withheld is a miss, a wrong one withheld is no error
-            status = None if gold_codes is None or c.code not in gold_codes else "missed"
+    for c, held in [*((c, False) for c in codes), *((c, True) for c in withheld)]:
+        if gold_codes is None:
+            status = None
+        elif held:  # not predicted: a gold code withheld is a miss, a wrong one withheld is no error
+            status = "missed" if c.code in gold_codes else None
+        else:
+            status = "correct" if c.code in gold_codes else "spurious"
         items.append(
             {
                 "code": c.code,
@@ -81,7 +84,7 @@ def note_view(
                 "quotes": len(c.evidence),
                 "confidence": c.confidence,
                 "support": c.support,
-                "withheld": c in withheld,
+                "withheld": held,
             }
         )
     for code in sorted((gold_codes or set()) - predicted - {c.code for c in withheld}):

@@ -18,7 +18,7 @@ from sclcoder.infer.answers import note_line
 from sclcoder.infer.engine import Engine, Request, Sampling
 from sclcoder.infer.grounding import answer_grammar
 from sclcoder.infer.predictions import PredictionLine, Usage
-from sclcoder.infer.support import with_support
+from sclcoder.infer.support import require_scorer, with_support
 from sclcoder.recipe import PredictSection
 from sclcoder.sft.answer import answer_schema
 from sclcoder.sft.prompts import PROMPT_FILE, PromptTemplate, Renderer, load_prompt
@@ -100,6 +100,8 @@ class NoteCoder:
         windows = [self.windows(n) for n in notes]
         requests = [self.request(n, w) for n, ws in zip(notes, windows, strict=True) for w in ws]
         lora = str(self.adapter.path) if engine.mode == "lora" else None
+        if self.settings.support:
+            require_scorer(engine, lora)
         gens = engine.generate(requests, schema=self.schema, sampling=Sampling.of(self.settings), lora_path=lora)
         lines, k = [], 0
         run: dict[str, Any] = {

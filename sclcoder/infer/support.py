@@ -57,10 +57,8 @@ def placed_quotes(code: CodePrediction) -> list[str]:
     return list(dict.fromkeys(text for _, text in placed))
 
 
-def with_support(
-    lines: list[PredictionLine], renderer: Renderer, engine: object, lora_path: str | None
-) -> list[PredictionLine]:
-    """The lines with the support of every code, predicted and withheld, filled in (one engine call)."""
+def require_scorer(engine: object, lora_path: str | None) -> None:
+    """One error unless `engine` can score support: checked before decoding, not after a batch of it."""
     if not isinstance(engine, Scorer):
         raise SclError(
             f"support scores need an engine that scores token sequences; {type(engine).__name__} does not",
@@ -75,6 +73,13 @@ def with_support(
             field="predict.support",
             hint="set predict.merge_adapter=always (the default on CPU), or predict with a merged model",
         )
+
+
+def with_support(
+    lines: list[PredictionLine], renderer: Renderer, engine: object, lora_path: str | None
+) -> list[PredictionLine]:
+    """The lines with the support of every code, predicted and withheld, filled in (one engine call)."""
+    require_scorer(engine, lora_path)
     sequences, starts, where = [], [], []
     for i, line in enumerate(lines):
         for group in ("codes", "withheld"):
