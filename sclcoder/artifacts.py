@@ -99,6 +99,10 @@ class AdapterRecord(Record):
     batches_drawn: int = 0
     task_eval: dict[str, Any] | None = None
     """Validation scores along the way and the step kept (recipe section task_eval; sclcoder.task_eval)."""
+    parent: dict[str, Any] | None = None
+    """The adapter this one continued (`train --from`): its path, record digest, creation time, replay share."""
+    corrections: list[dict[str, Any]] = []
+    """Corrections files it learned from, each with its SHA-256 and the number of decisions in it."""
     loss_history: list[dict[str, float]] = []
 
 

@@ -32,6 +32,10 @@ FUZZY_THRESHOLD = 90.0
 LOOPBACK = "127.0.0.1"
 """Where local servers listen unless told otherwise (`--host`)."""
 SERVE_PORT = 8000
+REVIEW_PORT = 8765
+"""`sclcoder review` (the coder's desk)."""
+CODE_SEARCH_HITS = 20
+"""Codes the review app's search lists at most."""
 SERVED_MODEL_NAME = "adapter"
 """The model name `sclcoder serve` gives the adapter, and the one `predict --endpoint` asks for."""
 

@@ -16,7 +16,7 @@ LAYERS = [
     {"train"},
     {"infer"},
     {"eval"},
-    {"task_eval", "demo", "cli"},
+    {"task_eval", "demo", "review", "cli"},
 ]
 
 
@@ -55,7 +55,7 @@ def modules() -> dict[str, Path]:
 
 def test_every_stage_is_a_package_with_its_modules() -> None:
     for stage, members in {
-        "data": {"codes", "documents", "readers", "windows", "align", "mimic4", "corpus_folder"},
+        "data": {"codes", "documents", "readers", "windows", "align", "mimic4", "corpus_folder", "corrections"},
         "sft": {"prompts", "answer", "examples", "teacher", "build"},
         "train": {"trainer", "plan", "callbacks", "adapter", "ranks"},
         "infer": {

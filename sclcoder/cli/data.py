@@ -203,6 +203,13 @@ def _stats_table(stats: dict, path: Path) -> None:
         f"{stats['token_cost_vs_document_sft']:.2f}x those of document-only SFT on the same notes ({base['tokens']}); "
         "what training costs is the optimizer's tokens and time (the adapter's sclcoder.json)"
     )
+    fixed = stats.get("corrections")
+    if fixed:
+        made = ", ".join(f"{n} {kind}" for kind, n in fixed["examples"].items()) or "no examples"
+        console.print(
+            f"corrections: {fixed['decisions']} decisions on {fixed['notes']} notes ({fixed['done']} done), "
+            f"{fixed['codes_kept']} codes kept, {fixed['codes_rejected']} rejected -> {made}"
+        )
     syn = stats.get("synthesis") or {}
     if syn.get("teacher", {}).get("skipped"):
         console.print(f"[yellow]teacher answers skipped:[/] {syn['teacher']['skipped']}")

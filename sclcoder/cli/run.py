@@ -66,12 +66,17 @@ def train_cmd(
         str, typer.Option(help="Device kind --dry-run plans precision and memory for: here, cuda or cpu.")
     ] = "here",
     set_: SetOpt = None,
+    from_: Annotated[
+        Path | None,
+        typer.Option("--from", help="Continue this adapter (recipe key parent.adapter), replaying some of its data."),
+    ] = None,
     local_rank: Annotated[int | None, typer.Option("--local_rank", "--local-rank", hidden=True)] = None,
 ) -> None:
     """Fine-tune with LoRA/QLoRA (TRL + PEFT), optionally under DeepSpeed; saves the adapter and its metadata."""
     from sclcoder.recipe import load_recipe
 
-    loaded = load_recipe(recipe, set_ or [])
+    overrides = [*(set_ or []), *([f"parent.adapter={from_}"] if from_ else [])]
+    loaded = load_recipe(recipe, overrides)
     if dry_run:
         from sclcoder.train.plan import plan_training, print_plan
 

@@ -69,6 +69,19 @@ class MdaceSpec(MdaceFilters):
     split: str | None = None
 
 
+class CorrectionsSpec(Section):
+    file: str
+    """The corrections JSONL `sclcoder review` wrote."""
+    notes: str
+    """The notes JSONL the reviewed predictions were made on (the corrections are checked against it)."""
+
+
+class CorrectionsSource(Section):
+    corrections: CorrectionsSpec
+    """A coder's review decisions: accepted or re-highlighted evidence becomes span examples, rejected codes hard
+    negatives on the quoted text, added codes spans, and a note marked done a document example."""
+
+
 class DemoSource(Section):
     demo: DemoSpec
 
@@ -81,8 +94,8 @@ class JsonlSource(Section):
     jsonl: str
 
 
-Source = JsonlSource | DemoSource | MdaceSource
-_SOURCE_KINDS = {"jsonl": JsonlSource, "demo": DemoSource, "mdace": MdaceSource}
+Source = JsonlSource | DemoSource | MdaceSource | CorrectionsSource
+_SOURCE_KINDS = {"jsonl": JsonlSource, "demo": DemoSource, "mdace": MdaceSource, "corrections": CorrectionsSource}
 
 
 class SpanSection(Section):
@@ -168,7 +181,8 @@ class DataSection(Section):
             if not isinstance(item, dict) or len(item) != 1 or next(iter(item)) not in _SOURCE_KINDS:
                 raise ValueError(
                     f"item {i}: a source is a JSONL path or one of {{jsonl: PATH}}, "
-                    "{demo: {split: ...}}, {mdace: {annotations: ..., noteevents: ...}}"
+                    "{demo: {split: ...}}, {mdace: {annotations: ..., noteevents: ...}}, "
+                    "{corrections: {file: ..., notes: ...}}"
                 )
             kind = next(iter(item))
             try:

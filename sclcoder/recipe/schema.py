@@ -191,6 +191,16 @@ def load_deepspeed_config(path: str) -> dict[str, Any]:
     return config
 
 
+class ParentSection(Section):
+    """Continue an adapter instead of starting new LoRA weights (`sclcoder train RECIPE --from ADAPTER`), e.g. on a
+    coder's corrections; a share of the parent's own training examples is mixed in so that it does not forget."""
+
+    adapter: str
+    """The adapter (or run) directory to continue; its LoRA settings are kept (the recipe's `lora` is not used)."""
+    replay: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.5
+    """Share of this run's training examples drawn from the parent's dataset (0: the new data only)."""
+
+
 class TaskEvalSection(Section):
     """Validation with the task's own metrics while training: every `eval_steps` optimizer steps the adapter
     as it stands codes the validation notes (constrained as `predict` decodes) and is scored; with
@@ -225,6 +235,7 @@ class Recipe(Section):
     """DeepSpeed JSON, e.g. recipes/deepspeed/zero3.json."""
     predict: PredictSection = PredictSection()
     task_eval: TaskEvalSection = TaskEvalSection()
+    parent: ParentSection | None = None
 
     def deepspeed_config(self) -> dict[str, Any] | None:
         if self.deepspeed is None:

@@ -30,10 +30,20 @@ from sclcoder.data.documents import Document, read_documents
 from sclcoder.errors import SclError
 from sclcoder.files import atomic_dir, check_replaceable, resource_path
 from sclcoder.progress import bar
-from sclcoder.recipe import DataSection, DemoSource, JsonlSource, MdaceSource, Recipe, Source, recipe_dict
+from sclcoder.recipe import (
+    CorrectionsSource,
+    DataSection,
+    DemoSource,
+    JsonlSource,
+    MdaceSource,
+    Recipe,
+    Source,
+    recipe_dict,
+)
 from sclcoder.sft.examples import (
     Example,
     document_examples,
+    hard_negative_examples,
     negative_examples,
     offline_examples,
     span_examples,
@@ -71,6 +81,10 @@ def read_source(source: Source, system: CodeSystem) -> list[Document]:
             filters=spec,
             code_system=system,
         )
+    elif isinstance(source, CorrectionsSource):
+        from sclcoder.data.corrections import reviewed_documents
+
+        docs = reviewed_documents(source.corrections.file, source.corrections.notes, system)
     else:  # pragma: no cover - the recipe schema admits nothing else
         raise TypeError(source)
     foreign = [d.id for d in docs if d.code_system is not system]
@@ -117,24 +131,41 @@ def candidate_examples(
     data, win = recipe.data, recipe.windows
     pools: dict[str, list[Example]] = defaultdict(list)
     count = _token_counter(tokenizer)
-    doc_pool = [d for d in docs if any(d.system_of(ev.code) is d.code_system for ev in d.evidence)]
+    doc_pool = [
+        d
+        for d in docs
+        if not d.meta.get("reviewed") and any(d.system_of(ev.code) is d.code_system for ev in d.evidence)
+    ]
     doc_ids = {d.id for d in _take(doc_pool, data.document.fraction, None, rng)}
+    # a note a coder marked done is a document example whatever the share; one still under review is not
+    # (codes nobody has looked at yet may stand anywhere in it), nor are random windows of it negatives
+    doc_ids |= {d.id for d in docs if d.meta.get("reviewed") and d.meta.get("done")}
     with bar("building examples", len(docs)) as progress:
         for doc in docs:
+            reviewed = bool(doc.meta.get("reviewed"))
             spans = span_examples(
                 doc, tokenizer=tokenizer, context=data.span.context, context_size=data.span.context_size
             )
+            if reviewed:
+                for ex in spans:
+                    ex.origin = "coder"
+                pools["hard_negative"].extend(
+                    hard_negative_examples(
+                        doc, tokenizer=tokenizer, context=data.span.context, context_size=data.span.context_size
+                    )
+                )
             pools["span"].extend(spans)
-            if spans and data.span.negative_rate > 0:
+            if spans and data.span.negative_rate > 0 and (not reviewed or doc.meta.get("done")):
                 # enough candidates that the mixture can hit its negative rate after sampling
                 n_neg = max(1, round(len(spans) * data.span.negative_rate * 1.5))
                 pools["negative"].extend(negative_examples(doc, n_neg, [e.end - e.begin for e in spans], rng))
             if doc.id in doc_ids:
-                pools["document"].extend(
-                    document_examples(
-                        doc, count_tokens=count, max_tokens=win.max_tokens, overlap_tokens=win.overlap_tokens
-                    )
+                documents = document_examples(
+                    doc, count_tokens=count, max_tokens=win.max_tokens, overlap_tokens=win.overlap_tokens
                 )
+                for ex in documents:
+                    ex.origin = "coder" if reviewed else ex.origin
+                pools["document"].extend(documents)
             progress.advance()
     return pools
 
@@ -151,7 +182,10 @@ def mix(pools: dict[str, list[Example]], data: DataSection, rng: random.Random) 
         )
     documents = _take(documents, 1.0, data.document.max_examples, rng)
     synthetic = _take(pools.get("synthetic", []), data.synthesis.fraction, data.synthesis.max_examples, rng)
-    mixed = spans + negatives + documents + synthetic
+    # every coder decision is kept: corrections are few and each cost a person's time
+    taken = {id(ex) for ex in spans}
+    spans += [ex for ex in pools.get("span", []) if ex.origin == "coder" and id(ex) not in taken]
+    mixed = spans + negatives + pools.get("hard_negative", []) + documents + synthetic
     rng.shuffle(mixed)
     return mixed
 
@@ -258,6 +292,52 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def replay_rows(recipe: Recipe, n_new: int, template: Any, rng: random.Random) -> list[dict[str, Any]]:
+    """Training rows of the parent adapter's dataset, as many as make `parent.replay` of this run's examples."""
+    from sclcoder.artifacts import open_adapter, open_dataset
+
+    assert recipe.parent is not None
+    parent = open_adapter(recipe.parent.adapter)
+    want = round(n_new * recipe.parent.replay / (1 - recipe.parent.replay))
+    if want == 0:
+        return []
+    source = parent.record.dataset.get("path")
+    if not source or not Path(source).is_dir():
+        raise SclError(
+            f"the parent's dataset {source} is gone: nothing to replay",
+            field="parent.replay",
+            hint="set parent.replay: 0, or rebuild the parent's dataset there",
+        )
+    dataset = open_dataset(source)
+    if dataset.record.prompt.model_dump() != template.describe():
+        raise SclError(
+            "the parent was trained with another prompt than this recipe renders: its examples cannot be mixed in",
+            field="data.prompt",
+        )
+    rows = [dict(r) | {"origin": "replay"} for r in dataset.load()["train"]]
+    rng.shuffle(rows)
+    return rows[:want]
+
+
+def _corrections_summary(docs: list[Document], rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """What a coder's review put into the dataset (None when no corrections source was read)."""
+    reviewed = [d for d in docs if d.meta.get("reviewed")]
+    if not reviewed:
+        return None
+    by_kind: dict[str, int] = {}
+    for r in rows:
+        if r["origin"] == "coder":
+            by_kind[r["kind"]] = by_kind.get(r["kind"], 0) + 1
+    return {
+        "notes": len(reviewed),
+        "done": sum(1 for d in reviewed if d.meta.get("done")),
+        "decisions": sum(d.meta.get("actions", 0) for d in reviewed),
+        "codes_kept": sum(len(d.codes) for d in reviewed),
+        "codes_rejected": sum(len(d.meta.get("hard_negatives") or {}) for d in reviewed),
+        "examples": dict(sorted(by_kind.items())),
+    }
+
+
 # ---------------------------------------------------------------------------------------------- build
 
 
@@ -313,6 +393,9 @@ def build_dataset(
     pools = candidate_examples(train_docs, recipe, tokenizer, rng)
     pools["synthetic"] = synthetic
     train_rows = render_rows(mix(pools, data, rng), renderer)
+    if recipe.parent is not None:  # continuing an adapter: some of its own examples, so that it does not forget
+        train_rows += replay_rows(recipe, len(train_rows), template, random.Random(f"{data.seed}:replay"))
+        random.Random(data.seed).shuffle(train_rows)
     val_pools = candidate_examples(val_docs, recipe, tokenizer, random.Random(data.seed + 1))
     val_rows = render_rows(mix(val_pools, data, random.Random(data.seed + 1)), renderer)
     if not train_rows:
@@ -330,6 +413,8 @@ def build_dataset(
             "train_with_evidence": len(annotated),
         },
         "codes_covered": len(train_codes),
+        "corrections": _corrections_summary(train_docs, train_rows),
+        "replayed": sum(1 for r in train_rows if r["origin"] == "replay"),
         "document_only_sft": baseline,
         "token_cost_vs_document_sft": round(train_summary["tokens"] / baseline["tokens"], 4)
         if baseline["tokens"]

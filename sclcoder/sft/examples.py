@@ -5,6 +5,8 @@ synthesised spans. Each example is a piece of text shown to the model plus the a
   target lists every code whose evidence lies wholly inside the window, so co-located codes are not
   taught as absent. A span already covered by an earlier window of the same note adds nothing.
 * **negative**: a window with no evidence at all, answered with ``{"codes": []}``.
+* **hard_negative**: where the model quoted a code that a coder rejected (`sclcoder review`), with the
+  context a span example has, answered with the codes the coder kept there (often none).
 * **document**: a whole note, split into windows exactly as `predict` splits it, each window with the
   codes evidenced inside it (recognise -> aggregate -> assign).
 * **synthetic**: short made-up spans that widen the code space (teacher LLM, or the offline fallback
@@ -25,7 +27,7 @@ from sclcoder.data.documents import Document, Evidence
 from sclcoder.data.windows import segments, split_windows
 from sclcoder.sft.answer import make_answer
 
-Kind = Literal["span", "negative", "document", "synthetic"]
+Kind = Literal["span", "negative", "hard_negative", "document", "synthetic"]
 MAX_QUOTES = 8  # per code, as the answer schema allows
 
 
@@ -83,12 +85,14 @@ SNAP_CHARS = 40
 
 def _tidy(text: str, begin: int, end: int, evidence: Sequence[Evidence]) -> tuple[int, int]:
     """Snap edges outward to whitespace (no half words), strip outer whitespace, never cut a quote."""
+    # an edge already beside whitespace cuts no word (a sentence window ends after its trailing space: snapping
+    # on from there took the next sentence's first word)
     for _ in range(SNAP_CHARS):
-        if begin <= 0 or text[begin - 1].isspace():
+        if begin <= 0 or begin >= len(text) or text[begin - 1].isspace() or text[begin].isspace():
             break
         begin -= 1
     for _ in range(SNAP_CHARS):
-        if end >= len(text) or text[end].isspace():
+        if end >= len(text) or end <= 0 or text[end].isspace() or text[end - 1].isspace():
             break
         end += 1
     begin, end = _cover(begin, end, evidence)
@@ -130,23 +134,52 @@ def span_examples(
     text = doc.text
     offsets = TokenOffsets(tokenizer, text) if context == "tokens" else None
     segs = segments(text) if context == "sentences" else []
-    seg_starts = [b for b, _ in segs]
     out: list[Example] = []
     windows: list[tuple[int, int]] = []
     for ev in evidence:
         if any(b <= ev.begin and ev.end <= e for b, e in windows):
             continue
-        if offsets is not None:
-            b, e = offsets.around(ev.begin, ev.end, context_size)
-        else:
-            i = max(0, bisect.bisect_right(seg_starts, ev.begin) - 1)
-            j = max(i, bisect.bisect_right(seg_starts, ev.end - 1) - 1)
-            b, e = segs[max(0, i - context_size)][0], segs[min(len(segs) - 1, j + context_size)][1]
-        b, e = _tidy(text, b, e, evidence)
+        b, e = _window(doc, ev.begin, ev.end, evidence, offsets, segs, context_size)
         if (b, e) in windows:
             continue
         windows.append((b, e))
         out.append(Example("span", text[b:e], window_targets(doc, b, e, evidence), doc.id, b, e))
+    return out
+
+
+def _window(
+    doc: Document, begin: int, end: int, evidence: Sequence[Evidence], offsets: TokenOffsets | None, segs: list, k: int
+) -> tuple[int, int]:
+    if offsets is not None:
+        b, e = offsets.around(begin, end, k)
+    else:
+        starts = [s for s, _ in segs]
+        i = max(0, bisect.bisect_right(starts, begin) - 1)
+        j = max(i, bisect.bisect_right(starts, end - 1) - 1)
+        b, e = segs[max(0, i - k)][0], segs[min(len(segs) - 1, j + k)][1]
+    return _tidy(doc.text, b, e, evidence)
+
+
+def hard_negative_examples(
+    doc: Document, *, tokenizer: Any, context: Literal["tokens", "sentences"], context_size: int
+) -> list[Example]:
+    """One example per quote of a rejected code (`doc.meta["hard_negatives"]`: code -> [(begin, end)]), sized as a
+    span example around it, whose answer lists only the codes the coder kept inside the window."""
+    rejected: dict[str, list[tuple[int, int]]] = doc.meta.get("hard_negatives") or {}
+    if not rejected:
+        return []
+    evidence = _usable_evidence(doc)
+    offsets = TokenOffsets(tokenizer, doc.text) if context == "tokens" else None
+    segs = segments(doc.text) if context == "sentences" else []
+    out, seen = [], set()
+    for code, spans in sorted(rejected.items()):
+        for begin, end in spans:
+            b, e = _window(doc, begin, end, evidence, offsets, segs, context_size)
+            if (b, e) in seen:
+                continue
+            seen.add((b, e))
+            targets = [t for t in window_targets(doc, b, e, evidence) if t[0] != code]
+            out.append(Example("hard_negative", doc.text[b:e], targets, doc.id, b, e, origin="coder"))
     return out
 
 

@@ -60,6 +60,18 @@ def adapter_metadata(
     that writes it, not the predict that reads it."""
     history = [h for h in trainer.state.log_history if "loss" in h]
     resolved = recipe_dict(recipe)
+    parent = None
+    if recipe.parent is not None:
+        from sclcoder.artifacts import open_adapter
+
+        found = open_adapter(recipe.parent.adapter)
+        resolved["lora"] = found.record.recipe["lora"]  # what was trained: the parent's LoRA, continued
+        parent = {
+            "adapter": str(found.path.resolve()),
+            "recipe_sha256": found.record.recipe_sha256,
+            "created": found.record.created,
+            "replay": recipe.parent.replay,
+        }
     record = AdapterRecord(
         format=ADAPTER_FORMAT,
         sclcoder_version=__version__,
@@ -81,5 +93,28 @@ def adapter_metadata(
         tokens_seen=int(trainer.state.num_input_tokens_seen),
         **trainer.data_collator.stats(),
         loss_history=[{"step": h["step"], "loss": h["loss"]} for h in history],
+        parent=parent,
+        corrections=corrections_lineage(recipe),
     )
     return record
+
+
+def corrections_lineage(recipe: Recipe) -> list[dict[str, Any]]:
+    """Each corrections file the recipe trains on, by content (SHA-256) and size in decisions."""
+    import hashlib
+
+    from sclcoder.recipe import CorrectionsSource
+
+    out = []
+    for source in recipe.data.train:
+        if isinstance(source, CorrectionsSource):
+            data = Path(source.corrections.file).read_bytes()
+            out.append(
+                {
+                    "file": str(Path(source.corrections.file).resolve()),
+                    "sha256": hashlib.sha256(data).hexdigest(),
+                    "decisions": sum(1 for line in data.splitlines() if line.strip()),
+                    "notes": str(Path(source.corrections.notes).resolve()),
+                }
+            )
+    return out

@@ -223,6 +223,23 @@ def lora_config(recipe: Recipe) -> Any:
     )
 
 
+def parent_adapter(recipe: Recipe) -> Adapter:
+    """The adapter `parent.adapter` names, checked to sit on this recipe's base model."""
+    from sclcoder.artifacts import open_adapter
+
+    assert recipe.parent is not None
+    parent = open_adapter(recipe.parent.adapter)
+    if parent.merged:
+        raise SclError("is a merged model: continue the LoRA adapter it was merged from", path=parent.path)
+    if parent.record.base_model_path != resolve_model(recipe.model.model_name_or_path):
+        raise SclError(
+            f"was trained on {parent.record.base_model}, this recipe's model is {recipe.model.model_name_or_path}",
+            path=parent.path,
+            field="model.model_name_or_path",
+        )
+    return parent
+
+
 def fitting_examples(split: Any, max_length: int, name: str) -> Any:
     """The prompt/completion pairs that fit max_length, with a warning naming how many did not.
 
@@ -271,9 +288,15 @@ def build_trainer(recipe: Recipe, dataset: BuiltDataset, precision: Precision | 
     # training arguments come first: under DeepSpeed ZeRO-3 they must exist before the model is created
     args = sft_config(recipe, has_eval=eval_set is not None, precision=precision)
 
-    # the model (optionally 4/8-bit) and the LoRA adapter TRL wraps around it
+    # the model (optionally 4/8-bit) and the LoRA adapter TRL wraps around it: new weights, or the parent's
+    # (`train --from`), which carry on with the parent's own LoRA settings
     model = load_model(recipe)
     peft_config = lora_config(recipe)
+    if recipe.parent is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(parent_adapter(recipe).path), is_trainable=True)
+        peft_config = None
     score_supervised_positions_only()
 
     trainer = SFTTrainer(
@@ -324,6 +347,8 @@ def train(
     # under a launcher, the process group first; then the SCL mixture written by `data build` (built here,
     # by the main process, when the recipe names no dataset)
     init_process_group(recipe)
+    if recipe.parent is not None:
+        parent_adapter(recipe)  # a wrong parent fails before any data is built
     dataset = ensure_dataset(recipe)
     if overwrite:
         clear_previous_run(recipe)
