@@ -174,55 +174,71 @@ def _deepspeed_recipe(
     return path
 
 
-def _torchrun(path: Path, *extra: str) -> list[str]:
-    """README's `torchrun --nproc_per_node 8 -m sclcoder.cli train ...` with 2 processes."""
-    from tests.helpers import free_port
-
-    port = str(free_port())
-    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
+def _torchrun_node(path: Path, rank: int, head: str, *extra: str) -> list[str]:
+    """recipes/slurm/train_torchrun.sbatch's line on node `rank` of 2, with one process per node."""
+    return [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", str(rank),
+            "--nproc_per_node", "1", "--rdzv-backend", "c10d", "--rdzv-endpoint", head,
             "-m", "sclcoder.cli", "train", str(path), *extra]  # fmt: skip
 
 
-def _accelerate(path: Path, *extra: str) -> list[str]:
-    """README's `accelerate launch --num_processes 8 -m sclcoder.cli train ...` with 2 processes."""
-    from tests.helpers import free_port
-
+def _accelerate_machine(path: Path, rank: int, port: int, *extra: str) -> list[str]:
+    """recipes/slurm/train_accelerate.sbatch's line on machine `rank` of 2, with one process per machine."""
     launcher = Path(sys.executable).with_name("accelerate")
-    return [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", str(free_port()),
+    return [str(launcher), "launch", "--multi_gpu", "--num_machines", "2", "--machine_rank", str(rank),
+            "--num_processes", "2", "--main_process_ip", "127.0.0.1", "--main_process_port", str(port),
             "-m", "sclcoder.cli", "train", str(path), *extra]  # fmt: skip
 
 
-def test_two_ranks_zero3_killed_under_torchrun_resumed_under_accelerate(
-    tmp_path: Path, tiny_model: Path, demo_corpus: Path
+def test_two_nodes_zero3_killed_under_torchrun_resumed_under_accelerate(
+    tmp_path: Path, tiny_model: Path, demo_corpus: Path, tiny_dataset: Path
 ) -> None:
-    """Two processes under DeepSpeed ZeRO-3 over gloo, started by torchrun, killed after a checkpoint, and
-    resumed by accelerate: both launchers of the README in one run (ZeRO-2 runs in the one-process test)."""
-    path = _deepspeed_recipe(tmp_path, tiny_model, demo_corpus, 3, max_steps=2, save_steps=1)
+    """Two "nodes" on this machine (one process each, gloo) under DeepSpeed ZeRO-3: started by torchrun with a c10d
+    rendezvous, killed after a checkpoint, resumed by accelerate over 2 machines: the multi-node launches of the
+    README (its single-node lines start the same ranks in one launcher; ZeRO-2 runs in the one-process test)."""
+    from tests.helpers import free_port
+
+    path = _deepspeed_recipe(tmp_path, tiny_model, demo_corpus, 3, dataset=tiny_dataset, max_steps=2, save_steps=1)
     out = tmp_path / "zero3"
     marker = f"SCLCODER_TEST_RUN={tmp_path.name}"  # torchrun starts its ranks in sessions of their own
     # one thread per rank, as on a node with a core per rank: two ranks of two OpenMP threads each oversubscribe
     # two cores (this test took 45 s in some runs of the suite and 100 s in others)
     env = _env(OMP_NUM_THREADS="1", **dict([marker.split("=")]))
-    proc = subprocess.Popen(_torchrun(path), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    head = f"127.0.0.1:{free_port()}"
+    nodes = [
+        subprocess.Popen(_torchrun_node(path, r, head), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for r in (0, 1)
+    ]
     done = out / "checkpoint-1" / "trainer_state.json"  # written once both ranks saved their shards
     deadline = time.monotonic() + 400
-    while not done.exists() and time.monotonic() < deadline and proc.poll() is None:
+    while not done.exists() and time.monotonic() < deadline and all(n.poll() is None for n in nodes):
         time.sleep(0.05)
-    for pid in processes_with(marker):  # a crash of the whole node: the launcher and both ranks at once
+    for pid in processes_with(marker):  # a crash of the whole job: both launchers and both ranks at once
         os.kill(pid, signal.SIGKILL)
-    proc.wait()
+    for n in nodes:
+        n.wait()
     assert done.exists() and not (out / "adapter").exists()
 
-    resumed = subprocess.run(
-        _accelerate(path, "--resume"), env=_env(OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=600
-    )
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    log = " ".join(resumed.stderr.split())
+    port = free_port()
+    machines = [
+        subprocess.Popen(
+            _accelerate_machine(path, r, port, "--resume"),
+            env=_env(OMP_NUM_THREADS="1"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for r in (0, 1)
+    ]
+    said = [m.communicate(timeout=600) for m in machines]
+    assert [m.returncode for m in machines] == [0, 0], said[0][1][-3000:] + said[1][1][-3000:]
+    (stdout, stderr), (other_out, other_err) = said
+    log = " ".join(stderr.split())
     assert log.count("precision: ") == 1  # said once, by the main process
     # no terminal: a plain progress line per logging step, from the main process only; continued, not restarted
     assert [log.count(f"train step {step}/2 | loss ") for step in (1, 2)] == [0, 1]
     assert "tok/s" in log and "pad " in log
-    assert resumed.stdout.count("adapter saved to") + resumed.stderr.count("adapter saved to") == 1  # rank 0 only
+    assert (stdout + stderr).count("adapter saved to") == 1  # rank 0 only: machine 0 speaks for the run
+    assert "train step" not in other_err and "adapter saved to" not in other_out + other_err
     record = open_adapter(out).record
     assert record.world_size == 2 and record.recipe["deepspeed"].endswith("zero3.json")
     assert [h["step"] for h in record.loss_history] == [1, 2]

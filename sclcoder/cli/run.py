@@ -135,6 +135,13 @@ def predict_cmd(
         int | None, typer.Option(min=1, help="GPUs per model (vLLM tensor parallelism).")
     ] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N notes still to do.")] = None,
+    ray: Annotated[
+        bool, typer.Option("--ray", help="Spread the notes over a Ray cluster, one engine per actor (predict.ray_*).")
+    ] = False,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="Cluster to join with --ray (host:port, ray://..., auto); default $RAY_ADDRESS, else local."),
+    ] = None,
     set_: SetOpt = None,
 ) -> None:
     """Predict codes with verbatim evidence for each note (vLLM, JSON-schema constrained), offsets aligned."""
@@ -153,19 +160,38 @@ def predict_cmd(
         "support": support,
         "tensor_parallel_size": tensor_parallel_size,
     }
-    report = predict(
-        notes,
-        output,
-        adapter=ad,
-        settings=predict_settings(ad, flags, set_ or []),
-        endpoint=endpoint,
-        endpoint_model=endpoint_model,
-        prompt=str(prompt) if prompt else None,
-        allow_prompt_mismatch=allow_prompt_mismatch,
-        skip_invalid=skip_invalid,
-        overwrite=overwrite,
-        limit=limit,
-    )
+    if ray:
+        import os
+
+        from sclcoder.errors import SclError
+        from sclcoder.infer.distributed import predict_on_ray
+
+        if limit is not None or prompt is not None or skip_invalid:
+            raise SclError("--limit, --prompt and --skip-invalid are not supported with --ray")
+        report = predict_on_ray(
+            notes,
+            output,
+            adapter=ad,
+            settings=predict_settings(ad, flags, set_ or []),
+            address=ray_address or os.environ.get("RAY_ADDRESS"),
+            endpoint=endpoint,
+            endpoint_model=endpoint_model,
+            overwrite=overwrite,
+        )
+    else:
+        report = predict(
+            notes,
+            output,
+            adapter=ad,
+            settings=predict_settings(ad, flags, set_ or []),
+            endpoint=endpoint,
+            endpoint_model=endpoint_model,
+            prompt=str(prompt) if prompt else None,
+            allow_prompt_mismatch=allow_prompt_mismatch,
+            skip_invalid=skip_invalid,
+            overwrite=overwrite,
+            limit=limit,
+        )
     if not report.written and report.already_done:
         console.print(f"nothing left to do: all {report.already_done} notes are already in [bold]{report.output}[/]")
         return

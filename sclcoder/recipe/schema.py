@@ -174,6 +174,11 @@ class PredictSection(Section):
     merge_adapter: Literal["auto", "always", "never"] = "auto"
     """Serve the adapter merged into the base weights; `auto` merges on CPU, where vLLM's LoRA kernels
     are several times slower than plain weights (measured: 8.5 vs 49 tok/s), and uses LoRA on GPUs."""
+    ray_actors: PositiveInt = 1
+    """`predict --ray`: engines over the cluster, one per actor (one per GPU on GPUs)."""
+    ray_cpus_per_actor: Annotated[float, Field(gt=0.0)] = 1.0
+    ray_gpus_per_actor: Annotated[float, Field(ge=0.0)] | None = None
+    """GPUs each actor reserves; unset: tensor_parallel_size where the cluster has GPUs, else 0."""
 
 
 def load_deepspeed_config(path: str) -> dict[str, Any]:

@@ -302,13 +302,16 @@ def replay_rows(recipe: Recipe, n_new: int, template: Any, rng: random.Random) -
     if want == 0:
         return []
     source = parent.record.dataset.get("path")
-    if not source or not Path(source).is_dir():
+    # older records hold the path as given when training (relative to where it ran); the default place of a
+    # run's dataset is beside its adapter
+    found = [p for p in (Path(source or ""), parent.path.parent / "dataset") if source and (p / BUILD_FILE).is_file()]
+    if not found:
         raise SclError(
             f"the parent's dataset {source} is gone: nothing to replay",
             field="parent.replay",
             hint="set parent.replay: 0, or rebuild the parent's dataset there",
         )
-    dataset = open_dataset(source)
+    dataset = open_dataset(found[0])
     if dataset.record.prompt.model_dump() != template.describe():
         raise SclError(
             "the parent was trained with another prompt than this recipe renders: its examples cannot be mixed in",

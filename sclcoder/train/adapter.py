@@ -82,7 +82,7 @@ def adapter_metadata(
         code_system=dataset.record.code_system,
         windows=dataset.record.windows,
         codes=dataset.record.codes,
-        dataset={"path": str(dataset.path), "stats": dataset.stats},
+        dataset={"path": str(dataset.path.resolve()), "stats": dataset.stats},
         recipe=resolved,
         recipe_sha256=recipe_digest(resolved),
         precision=PrecisionRecord(**precision.as_dict(), device=current_device().name),
