@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from common import DEMO, RUNS, commit, machine, table
+from common import DEMO, RUNS, table
 
 from sclcoder.artifacts import open_adapter
 from sclcoder.data.corpus_folder import read_demo
@@ -248,7 +248,7 @@ def report(results: dict[str, Any], seconds: float) -> str:
         [
             "## The coder's loop: corrections against annotated documents (benchmarks/bench_feedback.py)",
             "",
-            f"Commit {commit()}; {machine()}. Demo adapter, {ROUNDS} rounds of {PER_ROUND} validation notes it "
+            f"Demo adapter, {ROUNDS} rounds of {PER_ROUND} validation notes it "
             f"never trained on, {TEST_NOTES} test notes scored after each round, seeds {', '.join(seeds_done)} "
             f"(mean ± sd over seeds). Without feedback the adapter scores micro F1 {base['micro_f1']:.1f}, macro "
             f"F1 {base['macro_f1']:.1f}, evidence F1 {base['evidence_f1']:.1f} on the same test notes. Each round "

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import DEMO_ADAPTER, DEMO_NOTES, RUNS, commit, machine, table
+from common import DEMO_ADAPTER, DEMO_NOTES, RUNS, table
 
 from sclcoder.artifacts import open_adapter
 from sclcoder.data.documents import read_documents, write_documents
@@ -80,7 +80,7 @@ def run(adapter_dir: Path = DEMO_ADAPTER, notes_file: Path = DEMO_NOTES) -> str:
         [
             "## Prediction over Ray: plain predict against predict --ray (benchmarks/bench_ray.py)",
             "",
-            f"Commit {commit()}; {machine()}. {NOTES} demo test notes, demo adapter merged, vLLM in process (one "
+            f"{NOTES} demo test notes, demo adapter merged, vLLM in process (one "
             f"engine per actor), a local Ray cluster of this machine; each configuration {REPEATS} times in "
             "rotated order, wall time including engine start (mean ± sd).",
             "",

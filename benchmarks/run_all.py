@@ -11,10 +11,12 @@ from collections.abc import Callable
 import bench_confidence
 import bench_data
 import bench_eval
+import bench_feedback
 import bench_grounding
 import bench_inference
 import bench_precision
 import bench_predict
+import bench_ray
 from common import DEMO, DEMO_ADAPTER, provenance, write_section
 
 
@@ -53,6 +55,8 @@ def main(only: list[str]) -> None:
         ("predict", bench_predict.run),
         ("inference", bench_inference.run),
         ("grounding", bench_grounding.run),
+        ("ray", bench_ray.run),
+        ("feedback", bench_feedback.run),  # hours on 2 CPU cores; resumes round by round
     ]
     unknown = set(only) - {name for name, _ in sections} - {"demo"}
     if unknown:

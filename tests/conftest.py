@@ -119,26 +119,40 @@ def tiny_dataset(tiny_adapter: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def vllm_server(tiny_model: Path, tiny_adapter: Path, tmp_path_factory: pytest.TempPathFactory):
-    """vLLM's own OpenAI-compatible server on loopback, once per session, as `sclcoder serve` starts it for the
-    tiny adapter on CPU: merged into its base weights, served as `adapter` (float32, eager, like vllm_engine)."""
+@pytest.fixture(scope="session", autouse=True)
+def _vllm_server_booting(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """The session's vLLM server, started before the first test when any test of the session needs it, so that it
+    boots (~35 s: three processes importing vLLM) while the tests before those run; `vllm_server` waits for it."""
+    if not any("vllm_server" in item.fixturenames for item in request.session.items):
+        yield None
+        return
     import dataclasses
 
     from sclcoder.artifacts import open_adapter
     from sclcoder.infer.serve import server_spec
-    from sclcoder.infer.server import start_server, stop_server, wait_until_ready
+    from sclcoder.infer.server import start_server, stop_server
 
+    tiny_adapter = request.getfixturevalue("tiny_adapter")
     log = tmp_path_factory.mktemp("vllm") / "server.log"
     spec = server_spec(open_adapter(tiny_adapter), host="127.0.0.1", port=free_port(), name="adapter")
     assert spec.lora_path is None and spec.served_model_name == "adapter"  # merged on CPU, as predict does
     spec = dataclasses.replace(spec, max_model_len=2048, dtype="float32", enforce_eager=True, cpu_kv_cache_gb=1)
     proc = start_server(spec, log)
     try:
-        wait_until_ready(spec.base_url, proc, timeout=300, log_path=str(log))
-        yield spec
+        yield spec, proc, log
     finally:
         stop_server(proc)
+
+
+@pytest.fixture(scope="session")
+def vllm_server(_vllm_server_booting):
+    """vLLM's own OpenAI-compatible server on loopback, once per session, as `sclcoder serve` starts it for the
+    tiny adapter on CPU: merged into its base weights, served as `adapter` (float32, eager, like vllm_engine)."""
+    from sclcoder.infer.server import wait_until_ready
+
+    spec, proc, log = _vllm_server_booting
+    wait_until_ready(spec.base_url, proc, timeout=300, log_path=str(log))
+    return spec
 
 
 @pytest.fixture(scope="session")

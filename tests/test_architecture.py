@@ -60,6 +60,7 @@ def test_every_stage_is_a_package_with_its_modules() -> None:
         "train": {"trainer", "plan", "callbacks", "adapter", "ranks"},
         "infer": {
             "environment",
+            "distributed",
             "engine",
             "server",
             "watchdog",

@@ -22,7 +22,7 @@ from sclcoder.cli import app
 from sclcoder.errors import SclError
 from sclcoder.recipe import load_recipe
 from sclcoder.train.trainer import build_trainer, ensure_dataset, train
-from tests.helpers import processes_with, tiny_recipe
+from tests.helpers import DEMO_CHARTS, DEMO_SEED, processes_with, tiny_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -365,7 +365,7 @@ def test_bad_inputs(tmp_path: Path, tiny_model: Path, demo_corpus: Path) -> None
 
 
 @pytest.mark.slow
-def test_smollm2_cpu_recipe_trains_a_few_steps(tmp_path: Path, monkeypatch) -> None:
+def test_smollm2_cpu_recipe_trains_a_few_steps(tmp_path: Path, monkeypatch, demo_corpus: Path) -> None:
     monkeypatch.chdir(REPO)
     recipe = load_recipe(
         "recipes/smollm2_cpu.yaml",
@@ -373,7 +373,7 @@ def test_smollm2_cpu_recipe_trains_a_few_steps(tmp_path: Path, monkeypatch) -> N
             f"train.output_dir={tmp_path / 'smol'}",
             "train.max_steps=3",
             "train.logging_steps=1",
-            f"data.train=[{{demo: {{split: train, corpus: {tmp_path / 'c'}, charts: 40}}}}]",
+            f"data.train=[{{demo: {{split: train, corpus: {demo_corpus}, charts: {DEMO_CHARTS}, seed: {DEMO_SEED}}}}}]",
             "data.validation=[]",
             # a handful of short examples: the recipe's code path, not its cost
             "data.span={fraction: 1.0, max_examples: 12, context_size: 4, negative_rate: 0.0}",
