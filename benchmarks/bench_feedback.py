@@ -219,6 +219,34 @@ def run(adapter_dir: Path = DEMO / "run" / "adapter", corpus: Path = DEMO / "cor
     return report(results, time.perf_counter() - started)
 
 
+CURVE = Path(__file__).with_name("feedback_curve.png")
+
+
+def curve(results: dict[str, Any], seeds: list[str]) -> None:
+    """Test micro F1 against notes reviewed, per arm (mean and sd over seeds), with the adapter before feedback."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    for arm, label in (("coder", "coder's corrections"), ("documents", "annotated documents")):
+        xs, means, sds = [0], [results["baseline"]["micro_f1"]], [0.0]
+        for r in range(1, ROUNDS + 1):
+            values = [results[f"{s}/round{r}"][arm]["micro_f1"] for s in seeds if f"{s}/round{r}" in results]
+            if values:
+                xs.append(r * PER_ROUND)
+                means.append(statistics.mean(values))
+                sds.append(statistics.stdev(values) if len(values) > 1 else 0.0)
+        ax.errorbar(xs, means, yerr=sds, marker="o", capsize=3, label=label)
+    ax.set_xlabel("notes reviewed")
+    ax.set_ylabel(f"test micro F1 ({TEST_NOTES} notes)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(CURVE, dpi=110)
+    plt.close(fig)
+
+
 def report(results: dict[str, Any], seconds: float) -> str:
     base = results["baseline"]
     rows, seeds_done = [], sorted({k.split("/")[0] for k in results if k.startswith("seed")})
@@ -244,6 +272,8 @@ def report(results: dict[str, Any], seconds: float) -> str:
                     ms([c["actions"] for c in cells]) if arm == "coder" else "-",
                 ]
             )
+    if rows:
+        curve(results, seeds_done)
     return "\n".join(
         [
             "## The coder's loop: corrections against annotated documents (benchmarks/bench_feedback.py)",
@@ -269,6 +299,8 @@ def report(results: dict[str, Any], seconds: float) -> str:
                 ],
                 rows,
             ),
+            "",
+            f"![test micro F1 against notes reviewed]({CURVE.name})" if rows else "No round has finished yet.",
         ]
     )
 
