@@ -27,6 +27,28 @@ def processes_with(marker: str) -> list[int]:
     return found
 
 
+NOTE_CHARS = 1500
+"""Demo notes are cut to this length for prediction tests: a few windows each, enough to exercise merging."""
+
+
+def demo_notes(tmp_path: Path, demo_corpus: Path, n: int) -> Path:
+    """The first `n` test notes of the demo corpus (cut to NOTE_CHARS) as a notes JSONL."""
+    import json
+
+    from sclcoder.data.corpus_folder import read_demo
+
+    docs = read_demo(demo_corpus, split="test")[:n]
+    path = tmp_path / "notes.jsonl"
+    path.write_text("".join(json.dumps({"id": d.id, "text": d.text[:NOTE_CHARS]}) + "\n" for d in docs))
+    return path
+
+
+def jsonl_rows(path: Path) -> list[dict]:
+    import json
+
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
 def write_recipe(tmp_path: Path, model: Path, corpus: Path, **data_overrides) -> Path:
     data = {
         "train": [{"demo": {"split": "train", "corpus": str(corpus), "charts": DEMO_CHARTS, "seed": DEMO_SEED}}],
@@ -170,3 +192,34 @@ def assert_same_codes(a: list[dict], b: list[dict], tolerance: float = 1e-3) -> 
             for key in scores:
                 x, y = ca.get(key), cb.get(key)
                 assert (x is None) == (y is None) and (x is None or abs(x - y) < tolerance), (ca["code"], key, x, y)
+
+
+def headless_chromium():  # type: ignore[no-untyped-def]
+    """Debian's chromium under selenium, headless; the test is skipped (with the reason) where it is missing."""
+    import shutil
+
+    import pytest
+
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not chromium or not driver:
+        pytest.skip(
+            "Debian's chromium and chromium-driver are not installed here (make setup installs them where apt works)"
+        )
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1280,800",
+    ):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(driver), options=options)

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from sclcoder.cli import app
 from sclcoder.data.corpus_folder import read_demo
 from sclcoder.data.documents import write_documents
+from tests.helpers import headless_chromium
 
 runner = CliRunner()
 
@@ -198,36 +199,10 @@ def test_audit_view_is_one_self_contained_file(audit: Path) -> None:
     assert next(c for c in note["codes"] if c["code"] == "ZZ9")["valid"] is False
 
 
-def _chrome():  # type: ignore[no-untyped-def]
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not chromium or not driver:
-        pytest.skip(
-            "Debian's chromium and chromium-driver are not installed here (make setup installs them where apt works)"
-        )
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1280,800",
-    ):
-        options.add_argument(flag)
-    return webdriver.Chrome(service=Service(driver), options=options)
-
-
 def test_audit_view_in_a_real_browser(audit: Path, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
 
-    browser = _chrome()
+    browser = headless_chromium()
     try:
         browser.get(audit.as_uri())
         codes = {el.get_attribute("data-code"): el for el in browser.find_elements(By.CSS_SELECTOR, ".code")}

@@ -27,26 +27,14 @@ from sclcoder.infer.answers import note_line
 from sclcoder.infer.engine import EndpointEngine, Generation, Sampling
 from sclcoder.infer.predict import predict
 from sclcoder.recipe import PredictSection
-from tests.helpers import assert_same_codes, processes_with
+from tests.helpers import assert_same_codes, demo_notes, jsonl_rows, processes_with
 
 LINE_SCHEMA = json.loads(resources.files("sclcoder").joinpath("schemas", "prediction.schema.json").read_text())
 
 
-NOTE_CHARS = 1500
 """Engine tests read the opening of each demo note (header, history, the first coded mentions): whole notes
 of corpus v5 run to thousands of tokens, and what these tests check does not need them (the long-note test
 joins several)."""
-
-
-def _notes(tmp_path: Path, demo_corpus: Path, n: int) -> Path:
-    docs = read_demo(demo_corpus, split="test")[:n]
-    path = tmp_path / "notes.jsonl"
-    path.write_text("".join(json.dumps({"id": d.id, "text": d.text[:NOTE_CHARS]}) + "\n" for d in docs))
-    return path
-
-
-def _rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 SETTINGS = PredictSection(max_model_len=2048, max_new_tokens=160, batch_size=4, merge_adapter="never")
@@ -122,11 +110,11 @@ def test_invalid_answers_are_recorded_not_raised() -> None:
 
 @pytest.mark.engine
 def test_predict_writes_one_schema_valid_line_per_note(tmp_path, demo_corpus, tiny_adapter, vllm_engine) -> None:
-    notes = _notes(tmp_path, demo_corpus, 4)
+    notes = demo_notes(tmp_path, demo_corpus, 4)
     report = predict(
         notes, tmp_path / "p.jsonl", adapter=open_adapter(tiny_adapter), settings=SETTINGS, engine=vllm_engine
     )
-    rows = _rows(tmp_path / "p.jsonl")
+    rows = jsonl_rows(tmp_path / "p.jsonl")
     assert [r["id"] for r in rows] == [json.loads(line)["id"] for line in notes.read_text().splitlines()]
     for row in rows:
         jsonschema.validate(row, LINE_SCHEMA)
@@ -180,7 +168,7 @@ def test_a_long_note_is_split_into_overlapping_windows(tmp_path, demo_corpus, ti
         settings=SETTINGS,
         engine=vllm_engine,
     )
-    (row,) = _rows(tmp_path / "p.jsonl")
+    (row,) = jsonl_rows(tmp_path / "p.jsonl")
     windows = row["windows"]
     assert len(windows) >= 4
     assert windows[0]["begin"] == 0 and windows[-1]["end"] == len(long_text)
@@ -191,12 +179,12 @@ def test_a_long_note_is_split_into_overlapping_windows(tmp_path, demo_corpus, ti
 
 @pytest.mark.engine
 def test_cut_answers_are_errors_in_the_line(tmp_path, demo_corpus, tiny_adapter, vllm_engine) -> None:
-    notes = _notes(tmp_path, demo_corpus, 2)
+    notes = demo_notes(tmp_path, demo_corpus, 2)
     settings = SETTINGS.model_copy(update={"max_new_tokens": 3})
     report = predict(
         notes, tmp_path / "p.jsonl", adapter=open_adapter(tiny_adapter), settings=settings, engine=vllm_engine
     )
-    rows = _rows(tmp_path / "p.jsonl")
+    rows = jsonl_rows(tmp_path / "p.jsonl")
     assert len(rows) == 2 and report.invalid_answers == sum(len(r["windows"]) for r in rows)
     assert all(r["codes"] == [] and r["errors"] for r in rows)
 
@@ -210,12 +198,12 @@ def test_endpoint_gives_the_same_answers(
     from sclcoder.infer.predictions import CodePrediction, PredictionLine, Quote
     from sclcoder.infer.support import with_support
 
-    notes = _notes(tmp_path, demo_corpus, 2)
+    notes = demo_notes(tmp_path, demo_corpus, 2)
     predict(notes, tmp_path / "local.jsonl", adapter=open_adapter(tiny_adapter), settings=SETTINGS, engine=vllm_engine)
     remote = EndpointEngine(vllm_server.base_url, "adapter", SETTINGS)
     predict(notes, tmp_path / "remote.jsonl", adapter=open_adapter(tiny_adapter), settings=SETTINGS, engine=remote)
     keep = ("id", "windows", "errors")
-    local, served = _rows(tmp_path / "local.jsonl"), _rows(tmp_path / "remote.jsonl")
+    local, served = jsonl_rows(tmp_path / "local.jsonl"), jsonl_rows(tmp_path / "remote.jsonl")
     assert [{k: r[k] for k in keep} for r in local] == [{k: r[k] for k in keep} for r in served]
     assert_same_codes(local, served)  # the per-window grammar travels to the server too; confidences to 1e-3
 
@@ -242,7 +230,7 @@ def test_endpoint_gives_the_same_answers(
     with pytest.raises(SclError, match="merge_adapter") as err:
         with_support(lines, renderer, vllm_engine, None)
     assert err.value.field == "predict.support"
-    assert {r["engine"] for r in _rows(tmp_path / "remote.jsonl")} == {"endpoint"}
+    assert {r["engine"] for r in jsonl_rows(tmp_path / "remote.jsonl")} == {"endpoint"}
     # the answers themselves, word for word: the lines alone could agree by both being empty
     from sclcoder.data.documents import read_notes
     from sclcoder.errors import Skips
@@ -272,7 +260,7 @@ def test_kill_and_resume_writes_every_note_exactly_once(
 
     from sclcoder.cli import app
 
-    notes = _notes(tmp_path, demo_corpus, 6)
+    notes = demo_notes(tmp_path, demo_corpus, 6)
     marker = f"SCLCODER_TEST_RUN={tmp_path.name}"
     out = tmp_path / "notes.predictions.jsonl"  # the default output, beside the notes
     # `sclcoder predict notes.jsonl` as the design card writes it: the adapter comes from the environment
@@ -303,7 +291,7 @@ def test_kill_and_resume_writes_every_note_exactly_once(
     while processes_with(marker) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert processes_with(marker) == []
-    before = len(_rows(out))
+    before = len(jsonl_rows(out))
     assert 2 <= before < 6
     # started again the same way; the engine it starts is the session's on merged weights (what the killed
     # run served: an engine started in process by this test could not be closed without the session's)
@@ -317,14 +305,14 @@ def test_kill_and_resume_writes_every_note_exactly_once(
     assert rerun.exit_code == 0, rerun.output
     said = " ".join(rerun.output.split())
     assert str(tiny_adapter) in said and str(out) in said  # both defaults are printed
-    ids = [r["id"] for r in _rows(out)]
+    ids = [r["id"] for r in jsonl_rows(out)]
     expected = [json.loads(line)["id"] for line in notes.read_text().splitlines()]
     assert sorted(ids) == sorted(expected) and len(ids) == len(set(ids))
-    assert {r["engine"] for r in _rows(out)} == {"merged"}  # CPU default: the adapter merged into the base
+    assert {r["engine"] for r in jsonl_rows(out)} == {"merged"}  # CPU default: the adapter merged into the base
     # started again with every note done: it says so, and starts no engine
     monkeypatch.setattr(predict_mod, "open_engine", lambda *a, **k: pytest.fail("engine started with nothing to do"))
     report = predict(notes, out, adapter=open_adapter(tiny_adapter))
-    assert (report.written, report.already_done) == (0, 6) and len(_rows(out)) == 6
+    assert (report.written, report.already_done) == (0, 6) and len(jsonl_rows(out)) == 6
 
 
 def test_the_newest_finished_run_is_the_default_adapter(tmp_path, monkeypatch) -> None:
@@ -420,12 +408,12 @@ def test_a_merged_model_predicts_what_its_adapter_predicts(
     assert started == [(str(out), {"max_lora_rank": None})]
     # its weights in the session's engine on the base model: what the folder answers
     scoring_engine.load_weights(load_file(out / "model.safetensors").items())
-    notes = _notes(tmp_path, demo_corpus, 3)
+    notes = demo_notes(tmp_path, demo_corpus, 3)
     predict(notes, tmp_path / "m.jsonl", adapter=merged, settings=SETTINGS, engine=scoring_engine)
     adapter = open_adapter(tiny_adapter)
     predict(notes, tmp_path / "lora.jsonl", adapter=adapter, settings=SETTINGS, engine=vllm_engine)
     predict(notes, tmp_path / "base.jsonl", adapter=adapter, settings=SETTINGS, engine=_BaseOnly(vllm_engine))
-    merged_rows, lora, base = (_rows(tmp_path / f"{n}.jsonl") for n in ("m", "lora", "base"))
+    merged_rows, lora, base = (jsonl_rows(tmp_path / f"{n}.jsonl") for n in ("m", "lora", "base"))
     assert {r["engine"] for r in merged_rows} == {"merged"}
     assert {r["adapter"] for r in merged_rows} == {str(out.resolve())}
     keep = ("id", "codes", "windows", "errors")

@@ -3,7 +3,6 @@ vLLM server: the same predictions as plain predict, note by note, with an actor 
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -17,22 +16,9 @@ from sclcoder.artifacts import open_adapter
 from sclcoder.errors import SclError
 from sclcoder.infer.predict import predict
 from sclcoder.infer.settings import predict_settings
-from tests.helpers import assert_same_codes
+from tests.helpers import assert_same_codes, demo_notes, jsonl_rows
 
 SETTINGS = ["max_model_len=2048", "max_new_tokens=160", "merge_adapter=never"]
-
-
-def _notes(tmp_path: Path, demo_corpus: Path, n: int) -> Path:
-    from sclcoder.data.corpus_folder import read_demo
-
-    path = tmp_path / "notes.jsonl"
-    docs = read_demo(demo_corpus, split="test")[:n]
-    path.write_text("".join(json.dumps({"id": d.id, "text": d.text[:1500]}) + "\n" for d in docs))
-    return path
-
-
-def _rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def _ray_workers() -> list[int]:
@@ -56,7 +42,7 @@ def test_ray_gives_plain_predicts_lines_and_an_actor_killed_mid_run_loses_nothin
     from sclcoder.infer.distributed import predict_on_ray
 
     adapter = open_adapter(tiny_adapter)
-    notes = _notes(tmp_path, demo_corpus, 3)
+    notes = demo_notes(tmp_path, demo_corpus, 3)
     endpoint = {"endpoint": vllm_server.base_url, "endpoint_model": "adapter"}
     plain = tmp_path / "plain.jsonl"
     predict(notes, plain, adapter=adapter, settings=predict_settings(adapter, None, SETTINGS), **endpoint)
@@ -81,20 +67,20 @@ def test_ray_gives_plain_predicts_lines_and_an_actor_killed_mid_run_loses_nothin
         report = predict_on_ray(notes, out, adapter=adapter, settings=settings, **endpoint)
         killer.join()
         assert killed, "no actor was killed: the test did not test a fault"
-        ids = [r["id"] for r in _rows(out)]
-        assert sorted(ids) == sorted(r["id"] for r in _rows(plain)) and len(ids) == len(set(ids)) == 3
+        ids = [r["id"] for r in jsonl_rows(out)]
+        assert sorted(ids) == sorted(r["id"] for r in jsonl_rows(plain)) and len(ids) == len(set(ids)) == 3
         assert report.written == 3
-        by_id = {r["id"]: r for r in _rows(out)}
-        ordered = [by_id[r["id"]] for r in _rows(plain)]
+        by_id = {r["id"]: r for r in jsonl_rows(out)}
+        ordered = [by_id[r["id"]] for r in jsonl_rows(plain)]
         # the tiny adapter's answers run until max_new_tokens cuts them: what each window wrote is compared through
         # what the checks said of it (where its JSON broke, how long it ran), with the token counts and the codes
-        assert_same_codes(_rows(plain), ordered)
+        assert_same_codes(jsonl_rows(plain), ordered)
         keep = ("windows", "errors", "usage")
-        assert [{k: r[k] for k in keep} for r in _rows(plain)] == [{k: r[k] for k in keep} for r in ordered]
+        assert [{k: r[k] for k in keep} for r in jsonl_rows(plain)] == [{k: r[k] for k in keep} for r in ordered]
         assert all(r["usage"]["completion_tokens"] > 100 and r["errors"] for r in ordered)  # not empty answers
         # the driver started again: every note is there, nothing is decoded or written twice
         again = predict_on_ray(notes, out, adapter=adapter, settings=settings, **endpoint)
-        assert (again.written, again.already_done, len(_rows(out))) == (0, 3, 3)
+        assert (again.written, again.already_done, len(jsonl_rows(out))) == (0, 3, 3)
     finally:
         ray.shutdown()
 

@@ -20,7 +20,7 @@ import yaml
 
 from sclcoder.data.corrections import read_corrections, reduce_corrections
 from sclcoder.errors import SclError
-from tests.helpers import free_port
+from tests.helpers import free_port, headless_chromium
 
 NOTES = {
     "n1": "Patient with type 2 diabetes mellitus on metformin. Essential hypertension noted. Chest pain resolved.",
@@ -237,24 +237,17 @@ def test_session_queue_and_concurrent_tabs(review_files) -> None:
 
 
 def test_a_coder_reviews_in_a_real_browser_and_nothing_acknowledged_is_lost(review_files, tmp_path) -> None:
-    import shutil
-
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not chromium or not driver:
-        pytest.skip("Debian's chromium and chromium-driver are not installed here (make setup installs them)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
+    browser = headless_chromium()  # skips, with the reason, where chromium is missing
     notes, preds = review_files
     port, token = free_port(), "test-token-123"
-    server = _start(preds, notes, port, token)
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
-        options.add_argument(arg)
-    browser = webdriver.Chrome(service=Service(driver), options=options)
+    try:
+        server = _start(preds, notes, port, token)
+    except BaseException:
+        browser.quit()
+        raise
     wait = WebDriverWait(browser, 20)
     saved = []
 

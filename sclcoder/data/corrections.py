@@ -16,7 +16,6 @@ win over earlier ones; nothing is ever rewritten.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -79,8 +78,11 @@ class Correction(_Strict):
             return SclError("done needs the note's final codes", field="final")
         return None
 
+    def row(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
     def line(self) -> str:
-        return json.dumps(self.model_dump(mode="json", exclude_none=True), ensure_ascii=False) + "\n"
+        return json.dumps(self.row(), ensure_ascii=False) + "\n"
 
 
 def now() -> str:
@@ -147,32 +149,6 @@ def read_corrections(
             raise exc.at(path=p, line=lineno, field="code") from None
             raise exc.at(path=p, line=lineno) from None
         yield lineno, c
-
-
-class CorrectionsLog:
-    """Appends decisions, one whole line each, made durable before the call returns (what a coder was told is
-    saved survives a kill or a power cut). Writes are serialised by the caller (the review app holds one lock)."""
-
-    def __init__(self, path: str | PathLike[str]) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._cut_partial_tail()
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-
-    def _cut_partial_tail(self) -> None:
-        if not self.path.exists() or self.path.stat().st_size == 0:
-            return
-        with open(self.path, "rb+") as fh:
-            data = fh.read()
-            if not data.endswith(b"\n"):
-                fh.truncate(data.rfind(b"\n") + 1)
-
-    def append(self, correction: Correction) -> None:
-        os.write(self._fd, correction.line().encode("utf-8"))  # one write: a line is never interleaved
-        os.fsync(self._fd)
-
-    def close(self) -> None:
-        os.close(self._fd)
 
 
 # ------------------------------------------------------------------------------------------- reduction

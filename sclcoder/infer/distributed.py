@@ -168,14 +168,9 @@ def predict_on_ray(
                             continue
                         line = PredictionLine.model_validate_json(raw)
                         writer.write(line)
-                        report.written += 1
-                        report.windows += len(line.windows)
-                        report.invalid_answers += sum(1 for w in line.windows if not w.answer_valid)
+                        report.add(line)
                         for code in line.codes:
                             report.quotes.update(q.match or "unaligned" for q in code.evidence)
-                        if line.usage is not None:
-                            report.prompt_tokens += line.usage.prompt_tokens
-                            report.completion_tokens += line.usage.completion_tokens
                         progress.advance(1)
                     elapsed = time.perf_counter() - started
                     progress.update(rate=f"{report.written / elapsed:.2f} notes/s")

@@ -21,7 +21,7 @@ from sclcoder.errors import SclError, Skips
 from sclcoder.files import check_writable
 from sclcoder.infer.coder import NoteCoder
 from sclcoder.infer.engine import Engine
-from sclcoder.infer.predictions import PredictionsWriter
+from sclcoder.infer.predictions import PredictionLine, PredictionsWriter
 from sclcoder.infer.settings import open_engine, predict_settings
 from sclcoder.progress import bar
 from sclcoder.recipe import PredictSection
@@ -39,6 +39,15 @@ class PredictReport:
     completion_tokens: int = 0
     seconds: float = 0.0
     quotes: Counter[str] = field(default_factory=Counter)
+
+    def add(self, line: PredictionLine) -> None:
+        """Count one line written."""
+        self.written += 1
+        self.windows += len(line.windows)
+        self.invalid_answers += sum(1 for w in line.windows if not w.answer_valid)
+        if line.usage is not None:
+            self.prompt_tokens += line.usage.prompt_tokens
+            self.completion_tokens += line.usage.completion_tokens
 
     @property
     def notes_per_second(self) -> float:
@@ -108,12 +117,7 @@ def _code_all(
             batch = todo[i : i + batch_size]
             for line in coder.code(batch, engine, report.quotes):
                 writer.write(line)
-                report.written += 1
-                report.windows += len(line.windows)
-                report.invalid_answers += sum(1 for w in line.windows if not w.answer_valid)
-                if line.usage is not None:
-                    report.prompt_tokens += line.usage.prompt_tokens
-                    report.completion_tokens += line.usage.completion_tokens
+                report.add(line)
             elapsed = time.perf_counter() - started
             progress.advance(len(batch))
             progress.update(

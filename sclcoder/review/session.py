@@ -17,7 +17,6 @@ from sclcoder.data.codes import CodeSystem
 from sclcoder.data.corrections import (
     CodeReview,
     Correction,
-    CorrectionsLog,
     FinalCode,
     NoteReview,
     Span,
@@ -26,7 +25,7 @@ from sclcoder.data.corrections import (
 )
 from sclcoder.data.documents import read_documents, read_notes
 from sclcoder.errors import CodeError, SclError, Skips
-from sclcoder.files import exclusive, same_file
+from sclcoder.files import JsonlAppender, exclusive, same_file
 from sclcoder.infer.predictions import PredictionLine, read_predictions
 
 
@@ -52,13 +51,12 @@ class Decision(BaseModel):
 
 def default_corrections_path(predictions: str | PathLike[str]) -> Path:
     p = Path(predictions)
-    stem = p.name[: -len(".jsonl")] if p.name.endswith(".jsonl") else p.name
-    return p.with_name(f"{stem}.corrections.jsonl")
+    return p.with_name(f"{p.name.removesuffix('.jsonl')}.corrections.jsonl")
 
 
-def _from_prediction(line: PredictionLine | None) -> NoteReview:
+def _from_prediction(note_id: str, line: PredictionLine | None) -> NoteReview:
     """The model's codes, each pending with its placed quotes: the state before any decision."""
-    review = NoteReview(line.id if line else "")
+    review = NoteReview(note_id)
     for c in line.codes if line else []:
         placed = {(q.begin, q.end): q.text for q in c.evidence if q.begin is not None and q.end is not None}
         review.codes[c.code] = CodeReview(spans=placed, span_status=dict.fromkeys(placed, "pending"))
@@ -96,12 +94,11 @@ class ReviewSession:
         self._owner = exclusive(self.corrections, what="corrections file")
         self._owner.__enter__()
         try:
-            self.reviews = {i: _from_prediction(self.lines.get(i)) for i in self.texts}
-            for note_id, review in self.reviews.items():
-                review.note_id = note_id
+            self.reviews = {i: _from_prediction(i, self.lines.get(i)) for i in self.texts}
             for _, c in read_corrections(self.corrections, self.texts, self.system.value):
                 self.reviews[c.note_id].apply(c)
-            self.log = CorrectionsLog(self.corrections)
+            # each decision is made durable before it is acknowledged; the session's lock keeps lines whole
+            self.log = JsonlAppender(self.corrections)
         except BaseException:
             self._owner.__exit__(None, None, None)
             raise
@@ -234,6 +231,6 @@ class ReviewSession:
         """Check the decision, append it to the corrections file (durably), apply it; the note as it now stands."""
         with self._lock:
             for c in self._corrections(note_id, decision):
-                self.log.append(c)
+                self.log.write(c.row())
                 self.reviews[note_id].apply(c)
             return self.note(note_id)

@@ -163,8 +163,9 @@ def candidate_examples(
                 documents = document_examples(
                     doc, count_tokens=count, max_tokens=win.max_tokens, overlap_tokens=win.overlap_tokens
                 )
-                for ex in documents:
-                    ex.origin = "coder" if reviewed else ex.origin
+                if reviewed:
+                    for ex in documents:
+                        ex.origin = "coder"
                 pools["document"].extend(documents)
             progress.advance()
     return pools

@@ -132,14 +132,13 @@ def span_examples(
     if not evidence:
         return []
     text = doc.text
-    offsets = TokenOffsets(tokenizer, text) if context == "tokens" else None
-    segs = segments(text) if context == "sentences" else []
+    around = ContextWindows(text, tokenizer, context, context_size).around
     out: list[Example] = []
     windows: list[tuple[int, int]] = []
     for ev in evidence:
         if any(b <= ev.begin and ev.end <= e for b, e in windows):
             continue
-        b, e = _window(doc, ev.begin, ev.end, evidence, offsets, segs, context_size)
+        b, e = around(ev.begin, ev.end, evidence)
         if (b, e) in windows:
             continue
         windows.append((b, e))
@@ -147,17 +146,24 @@ def span_examples(
     return out
 
 
-def _window(
-    doc: Document, begin: int, end: int, evidence: Sequence[Evidence], offsets: TokenOffsets | None, segs: list, k: int
-) -> tuple[int, int]:
-    if offsets is not None:
-        b, e = offsets.around(begin, end, k)
-    else:
-        starts = [s for s, _ in segs]
-        i = max(0, bisect.bisect_right(starts, begin) - 1)
-        j = max(i, bisect.bisect_right(starts, end - 1) - 1)
-        b, e = segs[max(0, i - k)][0], segs[min(len(segs) - 1, j + k)][1]
-    return _tidy(doc.text, b, e, evidence)
+class ContextWindows:
+    """Windows of one note around a span, with `context_size` tokens or sentences of context on each side,
+    snapped to whole words and grown so that no evidence span is cut (the note is tokenised or segmented once)."""
+
+    def __init__(self, text: str, tokenizer: Any, context: Literal["tokens", "sentences"], context_size: int) -> None:
+        self.text, self.k = text, context_size
+        self.offsets = TokenOffsets(tokenizer, text) if context == "tokens" else None
+        self.segs = segments(text) if context == "sentences" else []
+        self.starts = [b for b, _ in self.segs]
+
+    def around(self, begin: int, end: int, evidence: Sequence[Evidence]) -> tuple[int, int]:
+        if self.offsets is not None:
+            b, e = self.offsets.around(begin, end, self.k)
+        else:
+            i = max(0, bisect.bisect_right(self.starts, begin) - 1)
+            j = max(i, bisect.bisect_right(self.starts, end - 1) - 1)
+            b, e = self.segs[max(0, i - self.k)][0], self.segs[min(len(self.segs) - 1, j + self.k)][1]
+        return _tidy(self.text, b, e, evidence)
 
 
 def hard_negative_examples(
@@ -169,12 +175,11 @@ def hard_negative_examples(
     if not rejected:
         return []
     evidence = _usable_evidence(doc)
-    offsets = TokenOffsets(tokenizer, doc.text) if context == "tokens" else None
-    segs = segments(doc.text) if context == "sentences" else []
+    around = ContextWindows(doc.text, tokenizer, context, context_size).around
     out, seen = [], set()
     for code, spans in sorted(rejected.items()):
         for begin, end in spans:
-            b, e = _window(doc, begin, end, evidence, offsets, segs, context_size)
+            b, e = around(begin, end, evidence)
             if (b, e) in seen:
                 continue
             seen.add((b, e))

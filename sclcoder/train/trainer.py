@@ -291,12 +291,11 @@ def build_trainer(recipe: Recipe, dataset: BuiltDataset, precision: Precision | 
     # the model (optionally 4/8-bit) and the LoRA adapter TRL wraps around it: new weights, or the parent's
     # (`train --from`), which carry on with the parent's own LoRA settings
     model = load_model(recipe)
-    peft_config = lora_config(recipe)
+    peft_config = lora_config(recipe) if recipe.parent is None else None
     if recipe.parent is not None:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, str(parent_adapter(recipe).path), is_trainable=True)
-        peft_config = None
     score_supervised_positions_only()
 
     trainer = SFTTrainer(
