@@ -94,9 +94,10 @@ def _head_probe(answer_only: bool, steps: int = 3, warmup: int = 1) -> float:
 
 
 def measure(autocast: bool, env: dict[str, str]) -> dict[str, float | str]:
-    # emulated bf16 on AVX2 takes over a minute a step: one timed step, first included (its one-time set-up
-    # is seconds against that minute), shows the order of magnitude; make bench keeps to its hour
-    steps, warmup = (1, 0) if autocast and env else (5, 2)
+    # emulated bf16 (capped, or a CPU without avx512_bf16/amx_bf16) takes a minute or more a step: three timed
+    # steps, the first included (its one-time set-up is seconds against that minute), keep make bench in its hour
+    emulated = autocast and (bool(env) or not cpu_info().native_bf16)
+    steps, warmup = (3, 0) if emulated else (5, 2)
     return in_child(f"bench_precision._probe({autocast}, {steps}, {warmup})", env)
 
 
@@ -159,7 +160,8 @@ def run() -> str:
             "",
             f"CPU: {cpu_info().describe()}; nominal fp32 peak: cores x clock x 32 flop/cycle (AVX2, or capped to "
             "it), 64 on AVX-512. Each row: the median of 5 timed steps after 2 untimed ones (bf16 emulated on a "
-            "CPU without native bf16: 1 step, it takes minutes), its fastest and slowest in brackets."
+            "CPU without native bf16: 3 steps, no untimed one, as each takes a minute or more), its fastest and "
+            "slowest in brackets."
             + ("" if wider_than_avx2() else " This CPU has no AVX-512: it is the AVX2 case, no capped rows."),
             "",
             table(["setting", "s/step", "tokens/s", "GFLOP/s", "of peak", "`auto` picks"], rows),
