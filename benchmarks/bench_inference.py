@@ -8,6 +8,7 @@ does)."""
 
 from __future__ import annotations
 
+import json
 import statistics
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 from common import AVX2, DEMO_ADAPTER, DEMO_NOTES, RUNS, in_child, spread, table, wider_than_avx2
 
 from sclcoder.device import cpu_info
+from sclcoder.files import write_text_atomic
 
 NOTES = 2  # bf16 weights on AVX2 decode about one demo note a minute (make bench within its hour)
 REPEATS = 3
@@ -191,12 +193,14 @@ def run(adapter_dir: Path = DEMO_ADAPTER, notes: Path = DEMO_NOTES) -> str:
     for where, dtype, in_process, env in configs:
         if (where, dtype, in_process) not in results:  # on a bf16 CPU vLLM's default is `auto`'s dtype
             results[(where, dtype, in_process)] = measure(dtype, in_process, env, adapter_dir, notes)
+    raw = [{"where": k[0], "dtype": k[1], "in_process": k[2], **v} for k, v in results.items()]
+    write_text_atomic(RUNS / "inference" / "results.json", json.dumps(raw, indent=1))  # every repeat, unrounded
     rows = [
         [
             where,
             dtype,
             "in process" if in_process else "own process",
-            spread(r["notes_per_s"]),  # type: ignore[arg-type]
+            spread([1 / x for x in r["notes_per_s"]], 1),  # type: ignore[union-attr]
             f"{statistics.mean(r['tok_per_s']):.0f}",  # type: ignore[arg-type]
             f"{100 * min(r['valid']):.0f}%",  # type: ignore[arg-type]
         ]
@@ -223,11 +227,13 @@ def run(adapter_dir: Path = DEMO_ADAPTER, notes: Path = DEMO_NOTES) -> str:
             f"## Inference path on CPU: vLLM dtype and engine placement ({NOTES} demo test notes, 2 cores)",
             "",
             f"CPU: {cpu_info().describe()}. Each row: one engine, warmed on another note, then `predict` on the same "
-            f"{NOTES} notes {REPEATS} times from an empty prefix cache (notes/s as mean ± sd). The rows wrote "
+            f"{NOTES} notes {REPEATS} times from an empty prefix cache (seconds per note as mean ± sd; the ratios "
+            "below compare mean notes/s). The rows wrote "
             + ("the same codes for every note." if same else "different codes for some notes (bf16 rounding)."),
             "",
             table(
-                ["CPU", "vLLM dtype", "engine core", "notes/s", "generated tok/s", "schema-valid (worst pass)"], rows
+                ["CPU", "vLLM dtype", "engine core", "s per note", "generated tok/s", "schema-valid (worst pass)"],
+                rows,
             ),
             "",
             " ".join(sentences),
