@@ -47,8 +47,12 @@ def commit() -> str:
         return subprocess.run(["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
 
     head = git("rev-parse", "--short=12", "HEAD") or "unknown"
-    changed = [line for line in git("status", "--porcelain").splitlines() if "benchmarks/results" not in line]
-    return f"{head}" + (f" with {len(changed)} uncommitted change(s)" if changed else " (clean tree)")
+    status = git("status", "--porcelain").splitlines()
+    changed = [line.split(maxsplit=1)[1] for line in status if "benchmarks/results" not in line]
+    if not changed:
+        return f"{head} (clean tree)"
+    named = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+    return f"{head} with {len(changed)} uncommitted change(s): {named}"
 
 
 def spread(values: Sequence[float], digits: int = 2) -> str:
