@@ -18,7 +18,7 @@ from common import AVX2, DEMO_ADAPTER, DEMO_NOTES, RUNS, in_child, spread, table
 from sclcoder.device import cpu_info
 from sclcoder.files import write_text_atomic
 
-NOTES = 2  # bf16 weights on AVX2 decode about one demo note a minute (make bench within its hour)
+NOTES = 2  # bf16 weights on AVX2 decode a v5 demo note in about 2 minutes (make bench within its hour)
 REPEATS = 3
 SPLIT_NOTES = 3  # for the prefill/decode split: ~25 windows (make bench within its hour)
 HF_BATCH = 16  # windows per transformers forward or generate call
