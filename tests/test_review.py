@@ -263,7 +263,10 @@ def test_a_coder_reviews_in_a_real_browser_and_nothing_acknowledged_is_lost(revi
         assert _get(f"http://127.0.0.1:{port}/")[0] == 403
         assert _get(f"http://127.0.0.1:{port}/api/notes/n1", "wrong")[0] == 403
         browser.get(f"http://127.0.0.1:{port}/?token={token}")
-        wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, ".code"))
+        # the note and the queue render from separate requests: wait for both before reading either
+        wait.until(
+            lambda b: b.find_elements(By.CSS_SELECTOR, ".code") and b.find_elements(By.CSS_SELECTOR, "#notes a.sel")
+        )
         assert browser.find_element(By.CSS_SELECTOR, "#notes a.sel").get_attribute("data-id") == "n2"  # least sure
         code_box("N17.9").find_element(By.CSS_SELECTOR, 'button[data-act="accept_code"]').click()
         acknowledged("accept_code N17.9")
