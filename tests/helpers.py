@@ -28,7 +28,9 @@ def processes_with(marker: str) -> list[int]:
 
 
 NOTE_CHARS = 1500
-"""Demo notes are cut to this length for prediction tests: a few windows each, enough to exercise merging."""
+"""Prediction tests read the opening of each demo note (header, history, the first coded mentions): a few
+windows each, enough to exercise merging. Whole notes of corpus v5 run to thousands of tokens, and what these
+tests check does not need them (the long-note test joins several)."""
 
 
 def demo_notes(tmp_path: Path, demo_corpus: Path, n: int) -> Path:

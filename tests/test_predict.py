@@ -32,11 +32,6 @@ from tests.helpers import assert_same_codes, demo_notes, jsonl_rows, processes_w
 LINE_SCHEMA = json.loads(resources.files("sclcoder").joinpath("schemas", "prediction.schema.json").read_text())
 
 
-"""Engine tests read the opening of each demo note (header, history, the first coded mentions): whole notes
-of corpus v5 run to thousands of tokens, and what these tests check does not need them (the long-note test
-joins several)."""
-
-
 SETTINGS = PredictSection(max_model_len=2048, max_new_tokens=160, batch_size=4, merge_adapter="never")
 
 
